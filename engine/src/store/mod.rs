@@ -1,0 +1,269 @@
+//! Checkpoint stores: the one interface every backend implements, and its shared test suite.
+//!
+//! A store keeps the region's checkpoint log (positions from 1, no gaps), one row per run (a
+//! projection of the log for listing), and the fencing state: every run has an *owner epoch*,
+//! and an append carrying a lower epoch for that run is refused in the same transaction.
+//! Epochs are allocated by the store and grow across all runs.
+
+pub mod sqlite;
+pub mod suite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis};
+
+/// Who owns (writes) a run: a process on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22), so a
+    /// reused pid is not mistaken for the owner.
+    pub start_ticks: u64,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// State of a run as the store's run table records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Not finished (it may be running, or its process may have died: see `tandem resume`).
+    Running,
+    /// Finished without a failed task.
+    Succeeded,
+    /// Finished with at least one failed task.
+    Failed,
+    /// Cancelled on request.
+    Cancelled,
+    /// Stopped at its deadline.
+    TimedOut,
+}
+
+impl RunStatus {
+    /// The snake_case spelling (`running`, `succeeded`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
+
+    /// Parses the snake_case spelling.
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+            RunStatus::TimedOut,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
+    /// Whether the run has finished.
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl From<RunEnd> for RunStatus {
+    fn from(end: RunEnd) -> Self {
+        match end {
+            RunEnd::Succeeded => RunStatus::Succeeded,
+            RunEnd::Failed => RunStatus::Failed,
+            RunEnd::Cancelled => RunStatus::Cancelled,
+            RunEnd::TimedOut => RunStatus::TimedOut,
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the run table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run.
+    pub run_id: RunId,
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version (hex SHA-256 of the file text).
+    pub version: String,
+    /// Current state.
+    pub status: RunStatus,
+    /// When the run was created (ms since the Unix epoch).
+    pub created_at: UnixMillis,
+    /// When it finished, if it has.
+    pub finished_at: Option<UnixMillis>,
+    /// The epoch of its current owner.
+    pub owner_epoch: Epoch,
+    /// Its current owner.
+    pub owner: Owner,
+}
+
+/// Which runs [`CheckpointStore::list_runs`] returns: newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this workflow name.
+    pub workflow: Option<String>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// At most this many runs (0 means no limit).
+    pub limit: usize,
+}
+
+/// Errors of a [`CheckpointStore`]. `location` names the store (a file path, a database URL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The write carries an epoch older than the run's owner epoch: another process owns the
+    /// run now. The caller must stop writing to it.
+    #[error(
+        "write to run {run_id} refused: epoch {epoch} is older than the run's owner epoch {owner_epoch} (another process took the run over)"
+    )]
+    Fenced {
+        /// The run.
+        run_id: RunId,
+        /// The epoch the write carried.
+        epoch: Epoch,
+        /// The run's owner epoch in the store.
+        owner_epoch: Epoch,
+    },
+    /// No run with this id.
+    #[error("run {run_id} not found in {location}")]
+    RunNotFound {
+        /// The run id asked for.
+        run_id: RunId,
+        /// The store.
+        location: String,
+    },
+    /// A run with this id exists already.
+    #[error("run {run_id} already exists in {location}")]
+    RunExists {
+        /// The run id.
+        run_id: RunId,
+        /// The store.
+        location: String,
+    },
+    /// The store's content cannot be read: not a Tandem store, a damaged file, a record that
+    /// does not decode. Nothing is written to a damaged store.
+    #[error("state store {location} is damaged: {detail}")]
+    Corrupt {
+        /// The store.
+        location: String,
+        /// What was expected and what was found.
+        detail: String,
+    },
+    /// The store was written by a newer Tandem with a schema this build does not know.
+    #[error(
+        "state store {location} has schema version {found}, newer than the {supported} this build of Tandem knows: upgrade Tandem"
+    )]
+    SchemaTooNew {
+        /// The store.
+        location: String,
+        /// The store's schema version.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// The append was malformed (the caller's bug or bad input), e.g. a checkpoint for a run
+    /// that does not exist. Nothing was written.
+    #[error("invalid append to {location}: {detail}")]
+    InvalidAppend {
+        /// The store.
+        location: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Any other failure of the backend (I/O error, database locked for too long, ...).
+    #[error("state store {location}: {detail}")]
+    Backend {
+        /// The store.
+        location: String,
+        /// The backend's error.
+        detail: String,
+    },
+}
+
+/// The durable home of checkpoints. Implementations: [`sqlite::SqliteStore`] (embedded, one
+/// file); PostgreSQL follows. Every implementation must pass [`suite`].
+///
+/// Guarantees every implementation gives:
+/// - an append is atomic and durable when it returns `Ok` (fsync'd);
+/// - positions are assigned at commit, from 1, strictly increasing and without gaps, so a
+///   reader that has seen position N has seen every position below N;
+/// - an append carrying an epoch lower than the owner epoch of any run it touches is refused
+///   whole with [`StoreError::Fenced`];
+/// - bad input never corrupts stored data: a refused append writes nothing.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// Where the store lives (a file path, a database URL), for messages.
+    fn location(&self) -> String;
+
+    /// Creates run `run_id` with `owner`: allocates a fresh epoch (greater than every epoch
+    /// allocated before), makes it the run's owner epoch, and appends `created` (which must be
+    /// an [`Event::RunCreated`]) as the run's first checkpoint, in one transaction.
+    ///
+    /// Returns the owner epoch. Errors: [`StoreError::RunExists`], [`StoreError::InvalidAppend`]
+    /// when `created` is not a `RunCreated` event.
+    async fn create_run(
+        &self,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<Epoch, StoreError>;
+
+    /// Takes over run `run_id` for `owner`: allocates a fresh epoch and makes it the run's owner
+    /// epoch, so every later append by a previous owner is refused.
+    ///
+    /// Returns the new epoch. Errors: [`StoreError::RunNotFound`].
+    async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError>;
+
+    /// Appends `batch` atomically (one commit), all checkpoints carrying `epoch`, and returns
+    /// the position of the last one (or the latest position for an empty batch).
+    ///
+    /// Updates the run table from the events it carries ([`Event::RunFinished`] sets the run's
+    /// status). Errors: [`StoreError::Fenced`], [`StoreError::InvalidAppend`] (unknown run, a
+    /// second `RunCreated`); nothing is written then.
+    async fn append(
+        &self,
+        epoch: Epoch,
+        batch: Vec<NewCheckpoint>,
+    ) -> Result<LogPosition, StoreError>;
+
+    /// Every checkpoint of run `run_id`, in log order. Errors: [`StoreError::RunNotFound`].
+    async fn read_run(&self, run_id: RunId) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Up to `limit` checkpoints with position greater than `after`, in log order (what
+    /// replication ships).
+    async fn read_log(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The highest committed position (0 for an empty log).
+    async fn latest_position(&self) -> Result<LogPosition, StoreError>;
+
+    /// The run table row of `run_id`. Errors: [`StoreError::RunNotFound`].
+    async fn run_summary(&self, run_id: RunId) -> Result<RunSummary, StoreError>;
+
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
+}
