@@ -13,6 +13,8 @@ set -eu
 export LC_ALL=C
 
 : "${TANDEM_OUTPUT:?TANDEM_OUTPUT is not set: run this script through tandem}"
+: "${TANDEM_RUN_ID:?TANDEM_RUN_ID is not set: run this script through tandem}"
+: "${WORKFLOW_NAME:?WORKFLOW_NAME is not set: the workflow passes it in the env of task report}"
 if [ $# -ne 1 ]; then
     echo "usage: report.sh DIR" >&2
     exit 2
@@ -55,10 +57,11 @@ BEGIN {
 }
 ' "$dir/merged.tsv" > "$dir/report.csv"
 
-# Markdown report.
+# Markdown report (the backticks in single-quoted formats are Markdown, not shell).
+# shellcheck disable=SC2016
 {
     printf '# US airports by state and territory\n\n'
-    printf 'Run `%s` of workflow `%s`.\n\n' "${TANDEM_RUN_ID:-?}" "${WORKFLOW_NAME:-airports-by-state}"
+    printf 'Run `%s` of workflow `%s`.\n\n' "$TANDEM_RUN_ID" "$WORKFLOW_NAME"
     printf 'Data: FAA airports list and BTS 2008 route counts, from the vega-datasets package (see `examples/data/README.md`).\n\n'
     awk -F '\t' -v total="$total" -v unknown="$unknown" '
     {
