@@ -1,0 +1,496 @@
+//! Step 2 of compiling: the spanned YAML tree → raw structs ([`crate::raw`]).
+//!
+//! Hand-written instead of derived so that it reports *every* structural error (unknown and
+//! duplicate fields, wrong types, missing required fields) with its position and field path,
+//! and keeps going: a task with a bad field is still a task, so later checks do not cascade
+//! into "unknown task" errors.
+
+use std::marker::PhantomData;
+
+use crate::names::shorten;
+use crate::raw::{
+    DurationText, Entries, ExitCode, JitterText, KeyRule, MatrixValues, ParamDefault, RawDefaults,
+    RawRetry, RawTask, RawWorkflow, ScalarText, Sp, TriggerRuleText, WorkflowName,
+};
+use crate::report::{Report, child, did_you_mean, item, one_of};
+use crate::yaml::{Node, Pos, Yaml, scalar_text};
+
+/// Converts the root of the file. Always returns a [`RawWorkflow`] (fields that could not be
+/// read are `None`); the errors are in `report`.
+pub(crate) fn workflow(root: &Yaml, source: &str, report: &mut Report) -> RawWorkflow {
+    Converter { source, report }.workflow(root)
+}
+
+/// Shared state of one conversion.
+struct Converter<'a> {
+    source: &'a str,
+    report: &'a mut Report,
+}
+
+/// How a value is described after "found": `the string `x``, `a list`, ...
+pub(crate) fn describe(node: &Yaml, source: &str) -> String {
+    match &node.value {
+        Node::Str(text) if text.is_empty() => "an empty string".to_string(),
+        Node::Str(text) => format!("the string `{}`", shorten(text)),
+        Node::Int(_) | Node::UInt(_) => format!(
+            "the integer `{}`",
+            scalar_text(node, source).unwrap_or_default()
+        ),
+        Node::Float(_) => format!(
+            "the number `{}`",
+            scalar_text(node, source).unwrap_or_default()
+        ),
+        Node::Bool(_) => format!(
+            "the boolean `{}`",
+            scalar_text(node, source).unwrap_or_default()
+        ),
+        other => other.kind().to_string(),
+    }
+}
+
+/// What a duration looks like, for type errors.
+const DURATION: &str = "a duration like `30s`, `10m` or `250ms`";
+
+impl Converter<'_> {
+    fn type_error(&mut self, node: &Yaml, path: &str, expected: &str) {
+        let found = describe(node, self.source);
+        self.report
+            .error(Pos::of(node), path, format!("expected {expected}, found {found}"));
+    }
+
+    fn list<'n>(&mut self, node: &'n Yaml, path: &str, expected: &str) -> Option<&'n [Yaml]> {
+        match &node.value {
+            Node::Seq(items) => Some(items),
+            _ => {
+                self.type_error(node, path, expected);
+                None
+            }
+        }
+    }
+
+    /// A text-only field (no numbers or booleans).
+    fn string(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<String>> {
+        match &node.value {
+            Node::Str(text) => Some(Sp::new(text.clone(), Pos::of(node))),
+            _ => {
+                self.type_error(node, path, expected);
+                None
+            }
+        }
+    }
+
+    /// A scalar used as text: a string, or a number or boolean as the file spells it.
+    fn scalar(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<String>> {
+        match scalar_text(node, self.source) {
+            Some(text) => Some(Sp::new(text, Pos::of(node))),
+            None => {
+                self.type_error(node, path, expected);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Yaml, path: &str) -> Option<Sp<DurationText>> {
+        match &node.value {
+            Node::Str(text) => Some(Sp::new(DurationText(text.clone()), Pos::of(node))),
+            Node::Int(_) | Node::UInt(_) | Node::Float(_) => {
+                let number = scalar_text(node, self.source).unwrap_or_default();
+                self.report.error_with_help(
+                    Pos::of(node),
+                    path,
+                    format!(
+                        "expected {DURATION}, found {}",
+                        describe(node, self.source)
+                    ),
+                    format!("add a unit, e.g. `{number}s` or `{number}m`"),
+                );
+                None
+            }
+            _ => {
+                self.type_error(node, path, DURATION);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<i64>> {
+        match node.value {
+            Node::Int(value) => Some(Sp::new(value, Pos::of(node))),
+            // Above i64::MAX: kept saturated so the range check reports it as too large.
+            Node::UInt(_) => Some(Sp::new(i64::MAX, Pos::of(node))),
+            _ => {
+                self.type_error(node, path, expected);
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<f64>> {
+        match node.value {
+            Node::Int(value) => Some(Sp::new(value as f64, Pos::of(node))),
+            Node::UInt(value) => Some(Sp::new(value as f64, Pos::of(node))),
+            Node::Float(value) => Some(Sp::new(value, Pos::of(node))),
+            _ => {
+                self.type_error(node, path, expected);
+                None
+            }
+        }
+    }
+
+    /// The entries of a mapping of fixed fields: reports non-text keys, unknown fields (with
+    /// "did you mean" and the accepted list) and repeated fields, and returns the accepted
+    /// entries (first occurrence of each) as (field name, key node, value node).
+    fn fields<'n>(
+        &mut self,
+        node: &'n Yaml,
+        path: &str,
+        expected: &str,
+        accepted: &'static [&'static str],
+    ) -> Option<Vec<(&'static str, &'n Yaml, &'n Yaml)>> {
+        let Node::Map(entries) = &node.value else {
+            self.type_error(node, path, expected);
+            return None;
+        };
+        let mut out: Vec<(&'static str, &'n Yaml, &'n Yaml)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let Some(name) = scalar_text(key, self.source) else {
+                let found = describe(key, self.source);
+                self.report.error(
+                    Pos::of(key),
+                    path,
+                    format!("expected a field name, found {found}"),
+                );
+                continue;
+            };
+            let Some(field) = accepted.iter().find(|field| **field == name) else {
+                let help = did_you_mean(&name, accepted.iter().copied());
+                self.report.push(
+                    Pos::of(key),
+                    path,
+                    format!(
+                        "unknown field `{}`, expected one of {}",
+                        shorten(&name),
+                        one_of(accepted)
+                    ),
+                    help,
+                );
+                continue;
+            };
+            if let Some((_, first, _)) = out.iter().find(|(seen, _, _)| seen == field) {
+                let first = Pos::of(first);
+                self.report.error(
+                    Pos::of(key),
+                    &child(path, field),
+                    format!(
+                        "duplicate field `{field}`: it is already set at line {}, column {}",
+                        first.line, first.column
+                    ),
+                );
+                continue;
+            }
+            out.push((field, key, value));
+        }
+        Some(out)
+    }
+
+    /// A mapping whose keys the user names (tasks, params, env, matrix). Keys are scalars
+    /// used as text; repeated keys are reported and dropped. `value` converts each value.
+    fn entries<K: KeyRule, V>(
+        &mut self,
+        node: &Yaml,
+        path: &str,
+        expected: &str,
+        mut value: impl FnMut(&mut Self, &Yaml, &str) -> Option<V>,
+    ) -> Option<Entries<K, V>> {
+        let Node::Map(map) = &node.value else {
+            self.type_error(node, path, expected);
+            return None;
+        };
+        let noun = K::KIND.noun();
+        let mut out = Entries {
+            pos: Pos::of(node),
+            entries: Vec::with_capacity(map.len()),
+            keys: PhantomData,
+        };
+        let mut seen: std::collections::HashMap<String, Pos> =
+            std::collections::HashMap::with_capacity(map.len());
+        for (key, node) in map {
+            let Some(name) = scalar_text(key, self.source) else {
+                let found = describe(key, self.source);
+                self.report
+                    .error(Pos::of(key), path, format!("expected a {noun}, found {found}"));
+                continue;
+            };
+            let entry_path = child(path, &name);
+            if let Some(first) = seen.get(&name) {
+                self.report.error(
+                    Pos::of(key),
+                    &entry_path,
+                    format!(
+                        "duplicate {noun} `{}`: it is already defined at line {}, column {}",
+                        shorten(&name),
+                        first.line,
+                        first.column
+                    ),
+                );
+                continue;
+            }
+            seen.insert(name.clone(), Pos::of(key));
+            if let Some(converted) = value(self, node, &entry_path) {
+                out.entries.push((Sp::new(name, Pos::of(key)), converted));
+            }
+        }
+        Some(out)
+    }
+
+    fn workflow(&mut self, root: &Yaml) -> RawWorkflow {
+        let mut pos = Pos::of(root);
+        if pos.line == 0 {
+            pos = Pos { line: 1, column: 1 };
+        }
+        let mut raw = RawWorkflow {
+            pos,
+            name: None,
+            description: None,
+            params: None,
+            deadline: None,
+            defaults: None,
+            tasks: None,
+        };
+        if root.value == Node::Null {
+            self.report.error(
+                pos,
+                "",
+                "expected a workflow (a mapping with at least `name` and `tasks`), found an empty file",
+            );
+            return raw;
+        }
+        let expected = "a workflow (a mapping with at least `name` and `tasks`)";
+        let Some(fields) = self.fields(root, "", expected, RawWorkflow::FIELDS) else {
+            return raw;
+        };
+        let present: Vec<&str> = fields.iter().map(|(field, _, _)| *field).collect();
+        for (field, _, value) in fields {
+            let path = field;
+            match field {
+                "name" => {
+                    raw.name = self
+                        .scalar(value, path, "the workflow's name")
+                        .map(|name| Sp::new(WorkflowName(name.value), name.pos));
+                }
+                "description" => raw.description = self.string(value, path, "a text"),
+                "params" => {
+                    raw.params = self.entries(
+                        value,
+                        path,
+                        "a mapping of param names to default values",
+                        |this, node, path| Some(this.param_default(node, path)),
+                    );
+                }
+                "deadline" => raw.deadline = self.duration(value, path),
+                "defaults" => raw.defaults = self.defaults(value, path),
+                "tasks" => {
+                    raw.tasks = self.entries(
+                        value,
+                        path,
+                        "a mapping of task ids to tasks",
+                        |this, node, path| Some(this.task(node, path)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        for (required, what) in [("name", "the workflow's name"), ("tasks", "the tasks")] {
+            if !present.contains(&required) {
+                self.report
+                    .error(pos, "", format!("missing field `{required}` ({what})"));
+            }
+        }
+        raw
+    }
+
+    fn param_default(&mut self, node: &Yaml, path: &str) -> Sp<ParamDefault> {
+        let pos = Pos::of(node);
+        if node.value == Node::Null {
+            return Sp::new(ParamDefault(None), pos);
+        }
+        let text = self.scalar(
+            node,
+            path,
+            "a default value (a string, number or boolean), or `~` for a param without default",
+        );
+        // A bad default is reported; the param stays declared so its uses are not errors too.
+        Sp::new(ParamDefault(text.map(|text| text.value)), pos)
+    }
+
+    fn defaults(&mut self, node: &Yaml, path: &str) -> Option<RawDefaults> {
+        let fields = self.fields(node, path, "a mapping of defaults", RawDefaults::FIELDS)?;
+        let mut raw = RawDefaults {
+            pos: Pos::of(node),
+            retry: None,
+            timeout: None,
+            env: None,
+            working_dir: None,
+        };
+        for (field, _, value) in fields {
+            let path = child(path, field);
+            match field {
+                "retry" => raw.retry = self.retry(value, &path),
+                "timeout" => raw.timeout = self.duration(value, &path),
+                "env" => raw.env = self.env(value, &path),
+                "working_dir" => raw.working_dir = self.string(value, &path, "a directory path"),
+                _ => {}
+            }
+        }
+        Some(raw)
+    }
+
+    fn task(&mut self, node: &Yaml, path: &str) -> RawTask {
+        let mut raw = RawTask {
+            pos: Pos::of(node),
+            description: None,
+            needs: None,
+            run: None,
+            matrix: None,
+            trigger_rule: None,
+            timeout: None,
+            retry: None,
+            env: None,
+            working_dir: None,
+        };
+        let expected = if node.value == Node::Null {
+            "a mapping of task fields (`{}` for a task with none)"
+        } else {
+            "a mapping of task fields"
+        };
+        let Some(fields) = self.fields(node, path, expected, RawTask::FIELDS) else {
+            return raw;
+        };
+        for (field, _, value) in fields {
+            let path = child(path, field);
+            match field {
+                "description" => raw.description = self.string(value, &path, "a text"),
+                "needs" => raw.needs = self.needs(value, &path),
+                "run" => {
+                    raw.run = self
+                        .scalar(value, &path, "a shell command")
+                        .map(|run| Sp::new(ScalarText(run.value), run.pos));
+                }
+                "matrix" => raw.matrix = self.matrix(value, &path),
+                "trigger_rule" => {
+                    raw.trigger_rule = self
+                        .string(value, &path, "a trigger rule")
+                        .map(|rule| Sp::new(TriggerRuleText(rule.value), rule.pos));
+                }
+                "timeout" => raw.timeout = self.duration(value, &path),
+                "retry" => raw.retry = self.retry(value, &path),
+                "env" => raw.env = self.env(value, &path),
+                "working_dir" => raw.working_dir = self.string(value, &path, "a directory path"),
+                _ => {}
+            }
+        }
+        raw
+    }
+
+    fn needs(&mut self, node: &Yaml, path: &str) -> Option<Sp<Vec<Sp<String>>>> {
+        let Node::Seq(items) = &node.value else {
+            let found = describe(node, self.source);
+            let help = match &node.value {
+                Node::Str(id) => Some(format!("write a list: `needs: [{}]`", shorten(id))),
+                _ => None,
+            };
+            self.report.push(
+                Pos::of(node),
+                path,
+                format!("expected a list of task ids, found {found}"),
+                help,
+            );
+            return None;
+        };
+        let ids = items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, id)| self.scalar(id, &item(path, index), "a task id"))
+            .collect();
+        Some(Sp::new(ids, Pos::of(node)))
+    }
+
+    fn env(&mut self, node: &Yaml, path: &str) -> Option<Entries<crate::raw::EnvKeys, Sp<ScalarText>>> {
+        self.entries(
+            node,
+            path,
+            "a mapping of env var names to values",
+            |this, value, path| {
+                this.scalar(value, path, "a value (a string, number or boolean)")
+                    .map(|text| Sp::new(ScalarText(text.value), text.pos))
+            },
+        )
+    }
+
+    fn matrix(
+        &mut self,
+        node: &Yaml,
+        path: &str,
+    ) -> Option<Entries<crate::raw::DimensionKeys, Sp<MatrixValues>>> {
+        self.entries(
+            node,
+            path,
+            "a mapping of matrix dimensions to lists of values",
+            |this, values, path| {
+                let items = this.list(values, path, "a list of values")?;
+                let texts = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, value)| {
+                        this.scalar(
+                            value,
+                            &item(path, index),
+                            "a matrix value (a string, number or boolean)",
+                        )
+                        .map(|text| Sp::new(ScalarText(text.value), text.pos))
+                    })
+                    .collect();
+                Some(Sp::new(MatrixValues(texts), Pos::of(values)))
+            },
+        )
+    }
+
+    fn retry(&mut self, node: &Yaml, path: &str) -> Option<RawRetry> {
+        let fields = self.fields(node, path, "a retry policy (a mapping)", RawRetry::FIELDS)?;
+        let mut raw = RawRetry::empty(Pos::of(node));
+        for (field, _, value) in fields {
+            let path = child(path, field);
+            match field {
+                "max_attempts" => {
+                    raw.max_attempts = self.integer(value, &path, "a whole number of attempts");
+                }
+                "initial_interval" => raw.initial_interval = self.duration(value, &path),
+                "backoff_coefficient" => {
+                    raw.backoff_coefficient = self.number(value, &path, "a number (at least 1.0)");
+                }
+                "max_interval" => raw.max_interval = self.duration(value, &path),
+                "jitter" => {
+                    raw.jitter = self
+                        .string(value, &path, "`full` or `none`")
+                        .map(|jitter| Sp::new(JitterText(jitter.value), jitter.pos));
+                }
+                "non_retryable_exit_codes" => {
+                    let Some(items) = self.list(value, &path, "a list of exit codes") else {
+                        continue;
+                    };
+                    let codes = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, code)| {
+                            self.integer(code, &item(&path, index), "an exit code (1 to 255)")
+                                .map(|code| Sp::new(ExitCode(code.value), code.pos))
+                        })
+                        .collect();
+                    raw.non_retryable_exit_codes = Some(Sp::new(codes, Pos::of(value)));
+                }
+                _ => {}
+            }
+        }
+        Some(raw)
+    }
+}

@@ -1,0 +1,139 @@
+//! Spelling rules for the names a workflow file declares.
+
+/// What a name names, with its spelling rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameKind {
+    /// The workflow `name`: `[A-Za-z0-9_-]+`.
+    Workflow,
+    /// A task id (a key of `tasks`): `[A-Za-z0-9_-]+`.
+    Task,
+    /// A param name: `[A-Za-z_][A-Za-z0-9_-]*`.
+    Param,
+    /// A matrix dimension: `[A-Za-z_][A-Za-z0-9_-]*`.
+    MatrixDimension,
+    /// An output key in `${{ tasks.ID.outputs.KEY }}`: `[A-Za-z_][A-Za-z0-9_-]*` (the keys a
+    /// task can write to `$TANDEM_OUTPUT`).
+    OutputKey,
+    /// An environment variable: `[A-Za-z_][A-Za-z0-9_]*`, not starting with `TANDEM_`.
+    EnvVar,
+}
+
+/// Prefix of the environment variables Tandem sets for every attempt.
+pub(crate) const RESERVED_ENV_PREFIX: &str = "TANDEM_";
+
+impl NameKind {
+    /// What the name is, in messages: `task id`, `env var name`, ...
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            NameKind::Workflow => "workflow name",
+            NameKind::Task => "task id",
+            NameKind::Param => "param name",
+            NameKind::MatrixDimension => "matrix dimension name",
+            NameKind::OutputKey => "output key",
+            NameKind::EnvVar => "env var name",
+        }
+    }
+
+    /// The rule, in words.
+    pub(crate) fn rule(self) -> &'static str {
+        match self {
+            NameKind::Workflow | NameKind::Task => "letters, digits, `-` and `_`",
+            NameKind::Param | NameKind::MatrixDimension | NameKind::OutputKey => {
+                "a letter or `_`, then letters, digits, `-` and `_`"
+            }
+            NameKind::EnvVar => "a letter or `_`, then letters, digits and `_`",
+        }
+    }
+
+    /// The rule as a JSON Schema (ECMA-262) pattern.
+    pub(crate) fn pattern(self) -> &'static str {
+        match self {
+            NameKind::Workflow | NameKind::Task => "^[A-Za-z0-9_-]+$",
+            NameKind::Param | NameKind::MatrixDimension | NameKind::OutputKey => {
+                "^[A-Za-z_][A-Za-z0-9_-]*$"
+            }
+            NameKind::EnvVar => "^(?!TANDEM_)[A-Za-z_][A-Za-z0-9_]*$",
+        }
+    }
+}
+
+/// Checks `name` against the rule of `kind`. The error says what was expected and found.
+pub(crate) fn check(kind: NameKind, name: &str) -> Result<(), String> {
+    let first_ok = |c: char| match kind {
+        NameKind::Workflow | NameKind::Task => c.is_ascii_alphanumeric() || c == '-' || c == '_',
+        _ => c.is_ascii_alphabetic() || c == '_',
+    };
+    let rest_ok = |c: char| match kind {
+        NameKind::EnvVar => c.is_ascii_alphanumeric() || c == '_',
+        _ => c.is_ascii_alphanumeric() || c == '-' || c == '_',
+    };
+    let mut chars = name.chars();
+    let valid = match chars.next() {
+        None => false,
+        Some(first) => first_ok(first) && chars.all(rest_ok),
+    };
+    if !valid {
+        let found = if name.is_empty() {
+            "an empty name".to_string()
+        } else {
+            format!("`{}`", shorten(name))
+        };
+        return Err(format!(
+            "invalid {}: expected {}, found {found}",
+            kind.noun(),
+            kind.rule()
+        ));
+    }
+    if kind == NameKind::EnvVar && name.starts_with(RESERVED_ENV_PREFIX) {
+        return Err(format!(
+            "env var `{name}` is reserved: names starting with `{RESERVED_ENV_PREFIX}` are set \
+             by Tandem for every attempt"
+        ));
+    }
+    Ok(())
+}
+
+/// `text` cut to at most 60 characters (with `...` when cut), for quoting in messages.
+pub(crate) fn shorten(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}...", &text[..end]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_allow_leading_digits_and_dashes() {
+        assert!(check(NameKind::Task, "1-extract_x").is_ok());
+        assert!(check(NameKind::Task, "a.b").is_err());
+        assert!(check(NameKind::Task, "").is_err());
+        assert!(check(NameKind::Workflow, "nightly etl").is_err());
+    }
+
+    #[test]
+    fn params_and_dimensions_start_with_a_letter() {
+        assert!(check(NameKind::Param, "day-of_week").is_ok());
+        assert!(check(NameKind::Param, "_x").is_ok());
+        assert!(check(NameKind::Param, "1x").is_err());
+        assert!(check(NameKind::MatrixDimension, "os.arch").is_err());
+    }
+
+    #[test]
+    fn env_names_have_no_dashes_and_no_reserved_prefix() {
+        assert!(check(NameKind::EnvVar, "LANG").is_ok());
+        assert!(check(NameKind::EnvVar, "MY-VAR").is_err());
+        let reserved = check(NameKind::EnvVar, "TANDEM_RUN").unwrap_err();
+        assert!(reserved.contains("reserved"), "{reserved}");
+    }
+
+    #[test]
+    fn long_names_are_shortened_in_messages() {
+        let name = "x".repeat(100) + " y";
+        let message = check(NameKind::Task, &name).unwrap_err();
+        assert!(message.len() < 150, "{message}");
+    }
+}

@@ -1,0 +1,407 @@
+//! Step 2 of compiling: the file's structure as written ("raw"), with the position of every
+//! key and value. Types are checked (a list is a list), values are not validated yet (a
+//! duration is still text). Produced by [`crate::convert`], validated by [`crate::check`].
+//!
+//! These structs also define the JSON Schema of the file format ([`crate::json_schema`]):
+//! their doc comments are the field descriptions editors show. Each struct's `FIELDS` lists
+//! the keys the converter accepts; a test checks that they equal the schema's properties.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+use crate::names::NameKind;
+use crate::spec::TriggerRule;
+use crate::yaml::Pos;
+
+/// A value with the position of the YAML node it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sp<T> {
+    /// The value.
+    pub value: T,
+    /// Where it is written.
+    pub pos: Pos,
+}
+
+impl<T> Sp<T> {
+    /// `value` at `pos`.
+    pub(crate) fn new(value: T, pos: Pos) -> Sp<T> {
+        Sp { value, pos }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A mapping whose keys the user chooses (task ids, env var names, ...), in file order. `K`
+/// only gives the key rule to the JSON Schema.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entries<K, V> {
+    /// Position of the mapping.
+    pub pos: Pos,
+    /// The entries in file order; keys are unique (duplicates were reported and dropped).
+    pub entries: Vec<(Sp<String>, V)>,
+    /// The key rule.
+    pub keys: PhantomData<K>,
+}
+
+impl<K: KeyRule, V: JsonSchema> JsonSchema for Entries<K, V> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Owned(format!("Map_of_{}", V::schema_name()))
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let values = generator.subschema_for::<V>();
+        json_schema!({
+            "type": "object",
+            "propertyNames": {
+                "type": "string",
+                "pattern": K::KIND.pattern(),
+                "description": format!("Each key is a {}: {}.", K::KIND.noun(), K::KIND.rule()),
+            },
+            "additionalProperties": values,
+        })
+    }
+}
+
+/// The spelling rule of the keys of an [`Entries`].
+pub(crate) trait KeyRule {
+    /// The rule.
+    const KIND: NameKind;
+}
+
+/// Keys are task ids.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskKeys;
+impl KeyRule for TaskKeys {
+    const KIND: NameKind = NameKind::Task;
+}
+
+/// Keys are param names.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParamKeys;
+impl KeyRule for ParamKeys {
+    const KIND: NameKind = NameKind::Param;
+}
+
+/// Keys are env var names.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EnvKeys;
+impl KeyRule for EnvKeys {
+    const KIND: NameKind = NameKind::EnvVar;
+}
+
+/// Keys are matrix dimension names.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DimensionKeys;
+impl KeyRule for DimensionKeys {
+    const KIND: NameKind = NameKind::MatrixDimension;
+}
+
+/// Declares a newtype over `String` with a hand-written JSON Schema.
+macro_rules! text_type {
+    ($(#[$meta:meta])* $name:ident, $schema_name:literal, $schema:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub(crate) struct $name(pub String);
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+
+            fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+                $schema
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A workflow name, as written.
+    WorkflowName,
+    "WorkflowName",
+    json_schema!({
+        "type": "string",
+        "pattern": NameKind::Workflow.pattern(),
+    })
+);
+
+text_type!(
+    /// A duration, as written (`250ms`, `30s`, `10m`, `2h`, `1h30m`).
+    DurationText,
+    "Duration",
+    json_schema!({
+        "type": "string",
+        "description": "A duration: a whole number and a unit (`ms`, `s`, `m`, `h`, `d`), or several such parts.",
+        "pattern": "^\\s*([0-9]+\\s*[A-Za-zµ]+\\s*)+$",
+        "examples": ["250ms", "30s", "10m", "1h30m"],
+    })
+);
+
+text_type!(
+    /// A scalar (string, number or boolean) as the file spells it; used as text.
+    ScalarText,
+    "Scalar",
+    json_schema!({
+        "type": ["string", "number", "boolean"],
+        "description": "A string, number or boolean, used as text as written.",
+    })
+);
+
+text_type!(
+    /// A trigger rule, as written.
+    TriggerRuleText,
+    "TriggerRule",
+    json_schema!({
+        "type": "string",
+        "enum": TriggerRule::ALL.iter().map(|(_, name)| *name).collect::<Vec<_>>(),
+        "description": "When a task may start given its upstream states (Airflow's trigger rules).",
+    })
+);
+
+text_type!(
+    /// A jitter mode, as written.
+    JitterText,
+    "Jitter",
+    json_schema!({
+        "type": "string",
+        "enum": ["full", "none"],
+        "description": "`full`: the delay is uniform in [0, backoff]; `none`: exactly the backoff.",
+    })
+);
+
+/// A param's default as text; `None` when the file gives null (the param is required).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParamDefault(pub Option<String>);
+
+impl JsonSchema for ParamDefault {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("ParamDefault")
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["string", "number", "boolean", "null"],
+            "description": "The param's default value (used as text as written); null (`~`) makes the param required.",
+        })
+    }
+}
+
+/// An exit code in `non_retryable_exit_codes`, as written (range not checked yet).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExitCode(pub i64);
+
+impl JsonSchema for ExitCode {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("ExitCode")
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "integer", "minimum": 1, "maximum": 255 })
+    }
+}
+
+/// The values of one matrix dimension (emptiness not checked yet).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MatrixValues(pub Vec<Sp<ScalarText>>);
+
+impl JsonSchema for MatrixValues {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("MatrixValues")
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let item = generator.subschema_for::<ScalarText>();
+        json_schema!({
+            "type": "array",
+            "minItems": 1,
+            "items": item,
+            "description": "The values of this dimension (strings, numbers or booleans, used as text).",
+        })
+    }
+}
+
+/// A Tandem workflow: a DAG of tasks run with retries, timeouts and durable checkpoints.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "Workflow", deny_unknown_fields)]
+pub(crate) struct RawWorkflow {
+    /// Where the file's top-level mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// The workflow's name: letters, digits, `-` and `_`. With the file's content hash it
+    /// identifies the workflow.
+    #[schemars(required)]
+    pub name: Option<Sp<WorkflowName>>,
+    /// Free text describing the workflow.
+    pub description: Option<Sp<String>>,
+    /// Run params: name -> default value. A null default (`~`) makes the param required at run
+    /// start (`--param NAME=VALUE`); `--param` overrides any default. Used as
+    /// `${{ params.NAME }}`.
+    pub params: Option<Entries<ParamKeys, Sp<ParamDefault>>>,
+    /// Run-level deadline (a duration like `2h`): the whole run is stopped, as `timed_out`,
+    /// after this long.
+    pub deadline: Option<Sp<DurationText>>,
+    /// Settings applied to every task unless the task sets its own.
+    pub defaults: Option<RawDefaults>,
+    /// The tasks: task id -> task, in file order. At least one.
+    #[schemars(required, extend("minProperties" = 1))]
+    pub tasks: Option<Entries<TaskKeys, RawTask>>,
+}
+
+impl RawWorkflow {
+    /// The keys accepted in the top-level mapping.
+    pub(crate) const FIELDS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "params",
+        "deadline",
+        "defaults",
+        "tasks",
+    ];
+}
+
+/// Settings applied to every task unless the task overrides them.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "Defaults", deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    /// Where the mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// Default retry policy; a task's `retry` is merged over it field by field.
+    pub retry: Option<RawRetry>,
+    /// Default per-attempt timeout (a duration like `10m`): the attempt's whole process group
+    /// is killed after this long.
+    pub timeout: Option<Sp<DurationText>>,
+    /// Environment variables for every task; a task's `env` is merged over them (the task
+    /// wins). Values may use `${{ params.NAME }}`, `${{ run.id }}` and `${{ workflow.name }}`.
+    pub env: Option<Entries<EnvKeys, Sp<ScalarText>>>,
+    /// Default working directory of shell tasks, relative to the workflow file's directory.
+    pub working_dir: Option<Sp<String>>,
+}
+
+impl RawDefaults {
+    /// The keys accepted in `defaults`.
+    pub(crate) const FIELDS: &'static [&'static str] = &["retry", "timeout", "env", "working_dir"];
+}
+
+/// A task: a node of the DAG.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "Task", deny_unknown_fields)]
+pub(crate) struct RawTask {
+    /// Where the task's mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// Free text describing the task.
+    pub description: Option<Sp<String>>,
+    /// Upstream task ids: this task starts when they are done (see `trigger_rule`). A need on
+    /// a matrix task waits for all its instances.
+    pub needs: Option<Sp<Vec<Sp<String>>>>,
+    /// Shell command, run with `sh -c` in `working_dir`. May use `${{ params.NAME }}`,
+    /// `${{ matrix.NAME }}`, `${{ tasks.ID.outputs.KEY }}` (ID an upstream, non-matrix task),
+    /// `${{ run.id }}` and `${{ workflow.name }}`. Without `run` the task is an empty join
+    /// point that succeeds at once.
+    pub run: Option<Sp<ScalarText>>,
+    /// Static fan-out: dimension -> non-empty list of values. The task runs once per
+    /// combination (instance id `task[dim=value,...]`); `${{ matrix.DIM }}` is its value.
+    #[schemars(extend("minProperties" = 1))]
+    pub matrix: Option<Entries<DimensionKeys, Sp<MatrixValues>>>,
+    /// When the task may start given its upstream states: `all_success` (default), `all_done`,
+    /// `all_failed`, `one_success`, `one_failed`, `none_failed`.
+    pub trigger_rule: Option<Sp<TriggerRuleText>>,
+    /// Per-attempt timeout (a duration like `30s`), overriding `defaults.timeout`.
+    pub timeout: Option<Sp<DurationText>>,
+    /// Retry policy, merged field by field over `defaults.retry`.
+    pub retry: Option<RawRetry>,
+    /// Environment variables, merged over `defaults.env` (the task wins). Values are templates
+    /// like `run`.
+    pub env: Option<Entries<EnvKeys, Sp<ScalarText>>>,
+    /// Working directory, relative to the workflow file's directory; overrides
+    /// `defaults.working_dir`. A template like `run`.
+    pub working_dir: Option<Sp<String>>,
+}
+
+impl RawTask {
+    /// The keys accepted in a task.
+    pub(crate) const FIELDS: &'static [&'static str] = &[
+        "description",
+        "needs",
+        "run",
+        "matrix",
+        "trigger_rule",
+        "timeout",
+        "retry",
+        "env",
+        "working_dir",
+    ];
+}
+
+/// A retry policy (Temporal's terms). Every field is optional; unset fields come from
+/// `defaults.retry`, then from the built-in defaults.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "RetryPolicy", deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    /// Where the mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// Total attempts allowed, including the first (at least 1; 1 means no retry). Default 1.
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub max_attempts: Option<Sp<i64>>,
+    /// Backoff before the second attempt (a duration). Default `1s`.
+    pub initial_interval: Option<Sp<DurationText>>,
+    /// Growth factor of the backoff (at least 1.0). Default 2.0.
+    #[schemars(range(min = 1.0))]
+    pub backoff_coefficient: Option<Sp<f64>>,
+    /// Cap on the backoff (a duration, at least `initial_interval`). Default 100 x
+    /// `initial_interval`.
+    pub max_interval: Option<Sp<DurationText>>,
+    /// Randomisation of the backoff: `full` (uniform in [0, backoff], the default) or `none`.
+    pub jitter: Option<Sp<JitterText>>,
+    /// Exit codes (1 to 255) that fail the task at once, whatever attempts are left.
+    pub non_retryable_exit_codes: Option<Sp<Vec<Sp<ExitCode>>>>,
+}
+
+impl RawRetry {
+    /// The keys accepted in a retry policy.
+    pub(crate) const FIELDS: &'static [&'static str] = &[
+        "max_attempts",
+        "initial_interval",
+        "backoff_coefficient",
+        "max_interval",
+        "jitter",
+        "non_retryable_exit_codes",
+    ];
+
+    /// An empty policy at `pos`.
+    pub(crate) fn empty(pos: Pos) -> RawRetry {
+        RawRetry {
+            pos,
+            max_attempts: None,
+            initial_interval: None,
+            backoff_coefficient: None,
+            max_interval: None,
+            jitter: None,
+            non_retryable_exit_codes: None,
+        }
+    }
+}
