@@ -268,7 +268,12 @@ mod tests {
         let parsed = parse("a=1\n\n  \nb_2-x=hello world\nempty=\neq=x=y\n").unwrap();
         assert_eq!(
             parsed,
-            map(&[("a", "1"), ("b_2-x", "hello world"), ("empty", ""), ("eq", "x=y")])
+            map(&[
+                ("a", "1"),
+                ("b_2-x", "hello world"),
+                ("empty", ""),
+                ("eq", "x=y")
+            ])
         );
     }
 

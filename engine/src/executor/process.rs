@@ -80,7 +80,9 @@ pub fn kill_leftover_group(pid: u32, start_ticks: u64) -> io::Result<usize> {
             Err(errno) => {
                 return Err(io::Error::new(
                     io::Error::from(errno).kind(),
-                    format!("cannot kill process {member} of leftover process group {pid}: {errno}"),
+                    format!(
+                        "cannot kill process {member} of leftover process group {pid}: {errno}"
+                    ),
                 ));
             }
         }
@@ -170,7 +172,10 @@ fn checked_pgid(pid: u32) -> io::Result<Pid> {
         Ok(raw) if raw > 1 => Ok(Pid::from_raw(raw)),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("expected a process group id between 2 and {}, found {pid}", i32::MAX),
+            format!(
+                "expected a process group id between 2 and {}, found {pid}",
+                i32::MAX
+            ),
         )),
     }
 }
@@ -215,7 +220,11 @@ mod tests {
         child.wait().unwrap();
         let error = start_ticks(child.id()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
-        assert!(error.to_string().contains(&format!("/proc/{}/stat", child.id())));
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("/proc/{}/stat", child.id()))
+        );
     }
 
     #[test]
@@ -279,7 +288,10 @@ mod tests {
             .unwrap();
         let pid = leader.id();
         let ticks = start_ticks(pid).unwrap();
-        assert_eq!(kill_leftover_group(pid, ticks.saturating_sub(1)).unwrap(), 0);
+        assert_eq!(
+            kill_leftover_group(pid, ticks.saturating_sub(1)).unwrap(),
+            0
+        );
         assert!(leader.try_wait().unwrap().is_none(), "leader was killed");
         // With the right start time, both the leader and its child are killed.
         let deadline = Instant::now() + Duration::from_secs(5);
