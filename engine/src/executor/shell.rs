@@ -445,7 +445,11 @@ impl Attempt {
             }
             let now = Instant::now();
             match killed_at {
-                None if level >= StopLevel::KillNow || now >= started + self.grace => {
+                None if level >= StopLevel::KillNow
+                    || started
+                        .checked_add(self.grace)
+                        .is_some_and(|end| now >= end) =>
+                {
                     tracing::info!(pgid, "sending SIGKILL to the process group");
                     process::signal_group(pgid, Signal::SIGKILL);
                     killed_at = Some(now);
