@@ -177,6 +177,10 @@ pub enum Event {
         at: UnixMillis,
         /// Why.
         reason: String,
+        /// True when the run's deadline passed (the run ends `timed_out`), false for a
+        /// cancellation on request (the run ends `cancelled`).
+        #[serde(default)]
+        timed_out: bool,
     },
     /// The run ended; its last checkpoint.
     RunFinished {

@@ -10,4 +10,6 @@
 pub mod checkpoint;
 pub mod executor;
 pub mod paths;
+pub mod runner;
+pub mod scheduler;
 pub mod store;

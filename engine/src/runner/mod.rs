@@ -1,0 +1,460 @@
+//! The I/O loop around the scheduler: commit checkpoints, then perform actions.
+//!
+//! [`drive`] feeds inputs (attempt reports, timers, Ctrl-C) to a [`RunMachine`]; every batch of
+//! inputs that is ready at once is handled together and its events are appended in **one**
+//! commit (group commit), and only after that commit are the resulting actions performed:
+//! attempts dispatched, retry timers armed, attempts cancelled (write-ahead). So a large
+//! fan-out costs one fsync per scheduling round, not one per task.
+
+pub mod clock;
+pub mod owner;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_dsl::{ParamError, WorkflowSpec};
+use tokio::sync::{mpsc, watch};
+
+pub use self::clock::RunClock;
+pub use self::owner::{current_owner, is_alive};
+use crate::checkpoint::{Epoch, Event, NewCheckpoint, RunEnd, RunId};
+use crate::executor::shell::{ShellConfig, ShellExecutor};
+use crate::executor::{AttemptReport, AttemptRequest};
+use crate::paths::{AttemptFile, StateDir};
+use crate::scheduler::{
+    Action, Dispatch, Input, ReplayError, RunMachine, RunPhase, RunState, Step, TaskCounts,
+    rebuild,
+};
+use crate::store::{CheckpointStore, Owner, RunStatus, StoreError};
+
+/// How a run is driven.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Most shell attempts running at once (≥ 1). Empty tasks take no slot.
+    pub parallelism: usize,
+    /// Grace between SIGTERM and SIGKILL when an attempt is cancelled or times out.
+    pub kill_grace: Duration,
+    /// Where attempts' stdout, stderr and outputs files go.
+    pub state_dir: StateDir,
+}
+
+/// Asks a running [`drive`] to do something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Cancel the run: running attempts get SIGTERM, then SIGKILL after the kill grace.
+    Cancel {
+        /// Why, recorded in the run.
+        reason: String,
+    },
+    /// Kill every running attempt at once (SIGKILL), e.g. on a second Ctrl-C.
+    KillNow,
+}
+
+/// A snapshot of a run's progress, published after every commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Number of task instances.
+    pub total: usize,
+    /// Tasks per status.
+    pub counts: TaskCounts,
+    /// Whether cancellation is under way.
+    pub cancelling: bool,
+    /// Checkpoints committed by this process so far.
+    pub checkpoints: u64,
+    /// Commits made by this process so far.
+    pub commits: u64,
+}
+
+/// Errors of the runner.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The store failed or refused a write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run's checkpoints cannot be turned back into its state.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The params given do not fit the workflow.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// `resume` of a run that has finished.
+    #[error("run {run_id} has already finished ({status}); nothing to resume")]
+    AlreadyFinished {
+        /// The run.
+        run_id: RunId,
+        /// Its final state.
+        status: RunStatus,
+    },
+    /// `resume` of a run whose owner process is still running it.
+    #[error(
+        "run {run_id} is still being run by {owner}; stop that process first, or pass --force to take the run over (its writes will then be refused)"
+    )]
+    OwnerAlive {
+        /// The run.
+        run_id: RunId,
+        /// The live owner.
+        owner: Owner,
+    },
+}
+
+/// A run ready to be driven: its owner epoch, its state and the first input.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The run.
+    pub run_id: RunId,
+    /// The owner epoch that every write carries.
+    pub epoch: Epoch,
+    /// Its state.
+    pub state: RunState,
+    /// The first input ([`Input::Start`] or [`Input::Recover`]).
+    pub first: Input,
+}
+
+/// Creates a run of `spec` (compiled from `source`, the text of file `path`) with `params`
+/// overriding its defaults, owned by `owner`. Nothing runs until [`drive`].
+///
+/// Errors: [`RunnerError::Params`] (unknown or missing param), [`RunnerError::Store`].
+pub async fn create_run(
+    store: &dyn CheckpointStore,
+    owner: &Owner,
+    path: &Path,
+    source: String,
+    spec: WorkflowSpec,
+    params: &[(String, String)],
+    clock: &RunClock,
+) -> Result<Prepared, RunnerError> {
+    let params = spec.resolve_params(params)?;
+    let run_id = RunId::new();
+    let source_path = std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string();
+    let at = clock.now();
+    let created = Event::RunCreated {
+        workflow: spec.name.clone(),
+        version: spec.version.clone(),
+        source_path: source_path.clone(),
+        source,
+        params: params.clone(),
+        at,
+    };
+    let epoch = store.create_run(run_id, owner, created).await?;
+    let state = RunState::new(run_id, Arc::new(spec), source_path, params, at);
+    Ok(Prepared {
+        run_id,
+        epoch,
+        state,
+        first: Input::Start,
+    })
+}
+
+/// Takes over run `run_id` after its process died: refuses a finished run and (unless
+/// `force`) a run whose owner is still alive, claims the run (a new epoch that fences the old
+/// owner), and rebuilds its state from its checkpoints.
+pub async fn resume_run(
+    store: &dyn CheckpointStore,
+    owner: &Owner,
+    run_id: RunId,
+    force: bool,
+) -> Result<Prepared, RunnerError> {
+    let summary = store.run_summary(run_id).await?;
+    if summary.status.is_terminal() {
+        return Err(RunnerError::AlreadyFinished {
+            run_id,
+            status: summary.status,
+        });
+    }
+    if !force && summary.owner != *owner && is_alive(&summary.owner) {
+        return Err(RunnerError::OwnerAlive {
+            run_id,
+            owner: summary.owner,
+        });
+    }
+    let epoch = store.claim_run(run_id, owner).await?;
+    let checkpoints = store.read_run(run_id).await?;
+    let state = rebuild(run_id, &checkpoints)?;
+    if let RunPhase::Finished { end, .. } = state.phase {
+        return Err(RunnerError::AlreadyFinished {
+            run_id,
+            status: end.into(),
+        });
+    }
+    Ok(Prepared {
+        run_id,
+        epoch,
+        state,
+        first: Input::Recover {
+            owner: owner.to_string(),
+        },
+    })
+}
+
+/// How a driven run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Final state.
+    pub end: RunEnd,
+    /// Why, for people.
+    pub reason: String,
+    /// The run's final state.
+    pub state: RunState,
+}
+
+/// Drives a prepared run to its end: the scheduler's I/O loop.
+///
+/// `controls` carries Ctrl-C and the like; `progress` receives a snapshot after every commit.
+/// Errors: [`RunnerError::Store`] when a commit fails (after a few retries for transient
+/// errors) or is refused by fencing; running attempts are killed then, and the run can be
+/// resumed later from what was committed.
+pub async fn drive(
+    store: Arc<dyn CheckpointStore>,
+    prepared: Prepared,
+    config: RunnerConfig,
+    clock: RunClock,
+    mut controls: mpsc::UnboundedReceiver<Control>,
+    progress: watch::Sender<Progress>,
+) -> Result<Finished, RunnerError> {
+    let Prepared {
+        run_id,
+        epoch,
+        state,
+        first,
+    } = prepared;
+    let base_dir = Path::new(&state.source_path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let (timer_tx, mut timers) = mpsc::unbounded_channel();
+    let mut executor = ShellExecutor::new(
+        report_tx,
+        ShellConfig {
+            kill_grace: config.kill_grace,
+        },
+    );
+    let mut machine = RunMachine::new(state, config.parallelism);
+    let mut inputs = vec![first];
+    let mut snapshot = Progress {
+        total: machine.state().tasks.len(),
+        ..Progress::default()
+    };
+    let mut controls_open = true;
+    loop {
+        let mut step = Step::default();
+        for input in inputs.drain(..) {
+            machine.handle(input, clock.now(), &mut step);
+        }
+        let Step { events, actions } = step;
+        if !events.is_empty() {
+            snapshot.checkpoints += events.len() as u64;
+            snapshot.commits += 1;
+            let batch = events
+                .into_iter()
+                .map(|event| NewCheckpoint { run_id, event })
+                .collect();
+            if let Err(error) = append_with_retry(store.as_ref(), epoch, batch).await {
+                executor.kill_all_now();
+                return Err(error.into());
+            }
+        }
+        snapshot.counts = machine.state().counts;
+        snapshot.cancelling = matches!(machine.state().phase, RunPhase::Cancelling { .. });
+        progress.send_replace(snapshot);
+        for action in actions {
+            perform(
+                action,
+                run_id,
+                &base_dir,
+                &config,
+                &clock,
+                &mut executor,
+                &timer_tx,
+            )
+            .await;
+        }
+        if let RunPhase::Finished { end, reason, .. } = &machine.state().phase {
+            return Ok(Finished {
+                end: *end,
+                reason: reason.clone(),
+                state: machine.state().clone(),
+            });
+        }
+        // Wait for at least one input, then take every other one that is ready too.
+        tokio::select! {
+            Some(report) = reports.recv() => inputs.push(report_input(report)),
+            Some(input) = timers.recv() => inputs.push(input),
+            control = controls.recv(), if controls_open => match control {
+                Some(control) => control_input(control, &mut executor, &mut inputs),
+                None => controls_open = false,
+            },
+        }
+        while let Ok(report) = reports.try_recv() {
+            inputs.push(report_input(report));
+        }
+        while let Ok(input) = timers.try_recv() {
+            inputs.push(input);
+        }
+        while let Ok(control) = controls.try_recv() {
+            control_input(control, &mut executor, &mut inputs);
+        }
+    }
+}
+
+fn report_input(report: AttemptReport) -> Input {
+    match report {
+        AttemptReport::Spawned {
+            task,
+            attempt,
+            pid,
+            start_ticks,
+        } => Input::AttemptSpawned {
+            task,
+            attempt,
+            pid,
+            start_ticks,
+        },
+        AttemptReport::Finished {
+            task,
+            attempt,
+            outcome,
+        } => Input::AttemptFinished {
+            task,
+            attempt,
+            outcome,
+        },
+    }
+}
+
+fn control_input(control: Control, executor: &mut ShellExecutor, inputs: &mut Vec<Input>) {
+    match control {
+        Control::Cancel { reason } => inputs.push(Input::Cancel { reason }),
+        Control::KillNow => executor.kill_all_now(),
+    }
+}
+
+/// Appends, retrying transient backend errors a few times (the embedded store can be busy
+/// while another process writes). Fencing and invalid appends are never retried.
+async fn append_with_retry(
+    store: &dyn CheckpointStore,
+    epoch: Epoch,
+    batch: Vec<NewCheckpoint>,
+) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 5;
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match store.append(epoch, batch.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Backend { location, detail }) if attempt < ATTEMPTS => {
+                tracing::warn!(%location, %detail, attempt, "append failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn perform(
+    action: Action,
+    run_id: RunId,
+    base_dir: &Path,
+    config: &RunnerConfig,
+    clock: &RunClock,
+    executor: &mut ShellExecutor,
+    timers: &mpsc::UnboundedSender<Input>,
+) {
+    match action {
+        Action::KillLeftover {
+            task,
+            attempt,
+            pid,
+            start_ticks,
+        } => {
+            let killed = tokio::task::spawn_blocking(move || {
+                crate::executor::process::kill_leftover_group(pid, start_ticks)
+            })
+            .await;
+            match killed {
+                Ok(Ok(0)) => {}
+                Ok(Ok(count)) => tracing::warn!(
+                    task,
+                    attempt,
+                    pid,
+                    count,
+                    "killed processes left over by the previous owner"
+                ),
+                Ok(Err(error)) => tracing::warn!(
+                    task,
+                    attempt,
+                    pid,
+                    %error,
+                    "could not kill processes left over by the previous owner"
+                ),
+                Err(error) => tracing::warn!(%error, "leftover kill task failed"),
+            }
+        }
+        Action::Dispatch(dispatch) => {
+            executor.start(attempt_request(run_id, base_dir, config, dispatch));
+        }
+        Action::ArmRetry { task, attempt, due } => {
+            arm(timers, clock.instant_at(due), Input::RetryDue { task, attempt });
+        }
+        Action::ArmDeadline { due } => arm(timers, clock.instant_at(due), Input::DeadlinePassed),
+        Action::CancelAttempt { task, attempt } => {
+            executor.cancel(task, attempt);
+        }
+    }
+}
+
+fn arm(timers: &mpsc::UnboundedSender<Input>, at: tokio::time::Instant, input: Input) {
+    let timers = timers.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        // The run may have ended meanwhile; then nobody listens and that is fine.
+        let _ = timers.send(input);
+    });
+}
+
+fn attempt_request(
+    run_id: RunId,
+    base_dir: &Path,
+    config: &RunnerConfig,
+    dispatch: Dispatch,
+) -> AttemptRequest {
+    let Dispatch {
+        task,
+        task_id,
+        attempt,
+        command,
+        working_dir,
+        env,
+        timeout,
+    } = dispatch;
+    let file = |kind| {
+        config
+            .state_dir
+            .attempt_file(run_id, &task_id, attempt, kind)
+    };
+    AttemptRequest {
+        run_id,
+        task,
+        attempt,
+        command,
+        working_dir: match working_dir {
+            Some(dir) => base_dir.join(dir),
+            None => base_dir.to_path_buf(),
+        },
+        env,
+        timeout,
+        stdout_path: file(AttemptFile::Stdout),
+        stderr_path: file(AttemptFile::Stderr),
+        outputs_path: file(AttemptFile::Outputs),
+        task_id,
+    }
+}

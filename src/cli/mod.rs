@@ -1,0 +1,180 @@
+//! Command-line arguments, dispatch to the commands, and exit codes.
+
+mod bench;
+mod graph;
+mod logs;
+mod progress;
+mod run;
+mod runs;
+mod show;
+mod table;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tandem_engine::paths::StateDir;
+use tandem_engine::store::sqlite::SqliteStore;
+
+/// Exit codes of `tandem` (documented in the README).
+pub mod exit {
+    /// Success: the command did what was asked; for `run`/`resume`, the run succeeded.
+    pub const OK: u8 = 0;
+    /// The run failed (a task failed), or `validate` found errors.
+    pub const FAILED: u8 = 1;
+    /// Bad input: a workflow file with errors, unknown or missing params, bad arguments.
+    pub const INVALID: u8 = 2;
+    /// The state store or the system failed (unreadable or damaged state file, ...).
+    pub const SYSTEM: u8 = 3;
+    /// The run hit its deadline (as `timeout(1)` does).
+    pub const TIMED_OUT: u8 = 124;
+    /// The run was cancelled (Ctrl-C), as shells report SIGINT.
+    pub const CANCELLED: u8 = 130;
+}
+
+/// Tandem runs DAG workflows with retries, timeouts and durable checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about, long_about = None)]
+pub struct Cli {
+    /// Directory of the embedded state store (checkpoints, captured logs).
+    #[arg(
+        long,
+        global = true,
+        env = "TANDEM_STATE_DIR",
+        default_value = ".tandem",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check workflow files; print every error of each file; exit 1 if any has errors.
+    Validate {
+        /// Workflow files (YAML).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Run a workflow to completion, with live progress and a summary.
+    Run(run::RunArgs),
+    /// Continue a run whose process died, from its checkpoints.
+    Resume(run::ResumeArgs),
+    /// List runs, newest first.
+    Runs(runs::RunsArgs),
+    /// Show a run's tasks: state, attempts, times, exit codes, outputs.
+    Show(show::ShowArgs),
+    /// Print the captured stdout/stderr of a task's attempt.
+    Logs(logs::LogsArgs),
+    /// Print a workflow's task graph as Graphviz DOT or Mermaid.
+    Graph(graph::GraphArgs),
+    /// Print the JSON Schema of the workflow file format (for editor completion).
+    Schema,
+    /// Measure scheduler throughput and memory on standard workloads.
+    Bench(bench::BenchArgs),
+}
+
+/// Output format of listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// An error of a command, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// Message for stderr (already complete; printed as is).
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn invalid(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::INVALID,
+            message: message.to_string(),
+        }
+    }
+
+    /// Store or system failure (exit 3).
+    pub fn system(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::SYSTEM,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<tandem_engine::store::StoreError> for Failure {
+    fn from(error: tandem_engine::store::StoreError) -> Failure {
+        use tandem_engine::store::StoreError;
+        match error {
+            StoreError::RunNotFound { .. } => Failure::invalid(error),
+            other => Failure::system(other),
+        }
+    }
+}
+
+/// Parses a duration flag like `10s` or `250ms`.
+pub fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    tandem_dsl::duration::parse_duration(text)
+}
+
+/// Opens the state store of `state_dir`, creating it.
+pub fn open_store(state_dir: &StateDir) -> Result<SqliteStore, Failure> {
+    SqliteStore::open(&state_dir.store_file()).map_err(Failure::from)
+}
+
+/// Opens the existing state store of `state_dir` (for read-only commands).
+pub fn open_existing_store(state_dir: &StateDir) -> Result<SqliteStore, Failure> {
+    SqliteStore::open_existing(&state_dir.store_file()).map_err(Failure::from)
+}
+
+/// A multi-threaded tokio runtime (shell attempts are spawned from its worker threads, which
+/// live as long as the runtime: see the PDEATHSIG note in the shell executor).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::system(format!("cannot start the async runtime: {error}")))
+}
+
+/// Entry point: parse, run the command, map the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let state_dir = StateDir::new(cli.state_dir);
+    let result = match cli.command {
+        Command::Validate { files } => validate::validate(&files),
+        Command::Run(args) => run::run(&state_dir, args),
+        Command::Resume(args) => run::resume(&state_dir, args),
+        Command::Runs(args) => runs::runs(&state_dir, args),
+        Command::Show(args) => show::show(&state_dir, args),
+        Command::Logs(args) => logs::logs(&state_dir, args),
+        Command::Graph(args) => graph::graph(args),
+        Command::Schema => graph::schema(),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
