@@ -123,7 +123,7 @@ fn crash_and_resume(kill_points: &[Duration]) {
     assert_eq!(shown["status"], "succeeded");
     let executions = executions(&workspace);
     let tasks = shown["tasks"].as_array().unwrap();
-    assert_eq!(tasks.len(), 18);
+    assert_eq!(tasks.len(), 19);
     for task in tasks {
         let id = task["id"].as_str().unwrap();
         assert_eq!(task["state"], "succeeded", "task {id}");
