@@ -160,7 +160,7 @@ async fn execute(
             )));
         }
     };
-    println!("{}", table::tasks_table(&finished.state, Some(40)));
+    println!("{}", table::tasks_table(&finished.state, Some(20)));
     println!(
         "run {run_id} {} in {}: {}",
         finished.end,
