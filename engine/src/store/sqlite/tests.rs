@@ -1,0 +1,500 @@
+//! The shared suite against temp-dir SQLite stores, plus what only a file store has:
+//! surviving close/reopen, a writer process killed mid-append, lock timeouts, throughput.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{SqliteOptions, SqliteStore};
+use crate::checkpoint::{Epoch, Event, LogPosition, RunId};
+use crate::store::suite::{self, StoreFactory};
+use crate::store::{CheckpointStore, StoreError};
+
+/// Makes stores in one temp dir, one file each.
+struct SqliteFactory {
+    dir: tempfile::TempDir,
+    count: AtomicUsize,
+}
+
+impl SqliteFactory {
+    fn new() -> SqliteFactory {
+        SqliteFactory {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreFactory for SqliteFactory {
+    async fn empty_store(&self) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        let index = self.count.fetch_add(1, Ordering::SeqCst);
+        // A directory that does not exist yet: `open` creates it.
+        let path = self
+            .dir
+            .path()
+            .join(format!("state-{index}"))
+            .join("tandem.db");
+        open_async(path).await
+    }
+
+    async fn another_handle(
+        &self,
+        store: &dyn CheckpointStore,
+    ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        open_async(PathBuf::from(store.location())).await
+    }
+}
+
+async fn open_async(path: PathBuf) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await
+        .expect("the open task runs")?;
+    Ok(Arc::new(store))
+}
+
+/// One `#[tokio::test]` per single-store test of the suite, each on a fresh store.
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let factory = SqliteFactory::new();
+            suite::$name(&*suite::fresh(&factory).await).await;
+        }
+    )*};
+}
+
+suite_tests!(
+    test_round_trip_every_event,
+    test_positions_contiguous_from_one,
+    test_read_log_paging,
+    test_latest_position,
+    test_list_runs_filters,
+    test_run_summary,
+    test_run_finished_updates_status,
+    test_run_exists_and_not_found,
+    test_fencing,
+    test_epochs_grow_across_runs,
+    test_invalid_appends_write_nothing,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_fencing_across_handles() {
+    let factory = SqliteFactory::new();
+    let (first, second) = suite::two_handles(&factory).await;
+    suite::test_fencing_across_handles(&*first, &*second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_concurrent_writers_and_readers() {
+    let factory = SqliteFactory::new();
+    let (first, second) = suite::two_handles(&factory).await;
+    let third = factory
+        .another_handle(&*first)
+        .await
+        .expect("a third handle");
+    suite::test_concurrent_writers_and_readers(&[first, second, third]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_all_passes() {
+    suite::run_all(&SqliteFactory::new()).await;
+}
+
+fn blocking_open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path).unwrap_or_else(|error| panic!("open {}: {error}", path.display()))
+}
+
+#[tokio::test]
+async fn data_and_epochs_survive_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db");
+    let store = blocking_open(&path);
+    assert_eq!(store.path(), path);
+    assert_eq!(store.location(), path.display().to_string());
+    let (run_id, epoch) = suite::new_run(&store, "durable", 1).await;
+    let events: Vec<Event> = (1..=5).map(|attempt| suite::started(0, attempt)).collect();
+    suite::append_ok(&store, epoch, suite::batch(run_id, &events)).await;
+    let log = suite::read_all(&store).await;
+    let summary = store.run_summary(run_id).await.unwrap();
+    drop(store);
+
+    let reopened = SqliteStore::open_existing(&path).unwrap();
+    assert_eq!(suite::read_all(&reopened).await, log);
+    assert_eq!(reopened.run_summary(run_id).await.unwrap(), summary);
+    let claimed = reopened
+        .claim_run(run_id, &suite::owner("after-reopen", 2))
+        .await
+        .unwrap();
+    assert!(claimed > epoch, "the epoch counter survives a reopen");
+    let last = suite::append_ok(
+        &reopened,
+        claimed,
+        suite::batch(run_id, &[suite::started(0, 6)]),
+    )
+    .await;
+    assert_eq!(
+        last,
+        log.len() as LogPosition + 1,
+        "positions continue after a reopen"
+    );
+}
+
+#[test]
+fn open_creates_parent_directories_and_open_existing_refuses_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope").join("tandem.db");
+    let error = SqliteStore::open_existing(&missing).unwrap_err();
+    let StoreError::Backend { location, detail } = &error else {
+        panic!("expected Backend, found {error:?}");
+    };
+    assert_eq!(location, &missing.display().to_string());
+    assert!(
+        detail.starts_with(&format!("no state store at {}: ", missing.display())),
+        "{detail}"
+    );
+    assert!(!missing.exists(), "open_existing creates nothing");
+
+    blocking_open(&missing);
+    assert!(
+        missing.is_file(),
+        "open creates the file and its parent directories"
+    );
+    SqliteStore::open_existing(&missing).expect("now it exists");
+
+    let error = SqliteStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Backend { detail, .. } if detail.contains("found a directory")),
+        "a directory is not a store: {error:?}"
+    );
+}
+
+#[test]
+fn processes_opening_a_new_store_at_once_all_succeed() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.db");
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStore::open(&path)
+                })
+            })
+            .collect();
+        for opener in openers {
+            let store = opener.join().unwrap().unwrap_or_else(|error| {
+                panic!("round {round}: a concurrent open of a new store failed: {error}")
+            });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(suite::new_run(&store, "race", 1));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_write_lock_held_too_long_is_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db");
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(200),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).unwrap();
+    let (run_id, epoch) = suite::new_run(&store, "locked", 1).await;
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let error = store
+        .append(epoch, suite::batch(run_id, &[suite::started(0, 1)]))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "it waited for the lock"
+    );
+    let StoreError::Backend { detail, .. } = &error else {
+        panic!("expected Backend, found {error:?}");
+    };
+    assert!(
+        detail.contains("locked") && detail.contains("200 ms"),
+        "{detail}"
+    );
+    // Reads are not blocked by a writer in WAL mode.
+    assert_eq!(suite::latest(&store).await, 1);
+    other.execute_batch("ROLLBACK").unwrap();
+    suite::append_ok(&store, epoch, suite::batch(run_id, &[suite::started(0, 1)])).await;
+}
+
+/// Set in the child process of [`a_killed_writer_process_leaves_a_whole_log`]: the store path.
+const CHILD_STORE_ENV: &str = "TANDEM_TEST_KILLED_WRITER_STORE";
+
+/// Batch sizes the child cycles through: small ones and ones large enough to be killed
+/// mid-transaction.
+const CHILD_BATCH_SIZES: [u32; 6] = [1, 3, 2500, 1, 7, 6000];
+
+/// Acknowledged appends of the child after which the parent kills it.
+const KILL_AFTER_ACKS: usize = 25;
+
+/// Runs as the parent (no env var): starts this test binary again as a writer process
+/// appending batches to one store, appends from this process at the same time, kills the
+/// child with SIGKILL mid-way, and checks that the store reopens with a whole, contiguous
+/// log holding every acknowledged batch whole. As the child (env var set): appends batches
+/// forever, printing `ACK BATCH POSITION` after each commit.
+#[test]
+fn a_killed_writer_process_leaves_a_whole_log() {
+    if let Some(path) = std::env::var_os(CHILD_STORE_ENV) {
+        killed_writer_child(Path::new(&path));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = blocking_open(&path);
+    let (parent_run, parent_epoch) = runtime.block_on(suite::new_run(&store, "parent", 1));
+
+    let test_name = concat!(
+        module_path!(),
+        "::a_killed_writer_process_leaves_a_whole_log"
+    )
+    .split_once("::")
+    .map(|(_, rest)| rest)
+    .unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_STORE_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The parent appends to its own run while the child writes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let parent_writer = {
+        let store = store.clone();
+        let stop = Arc::clone(&stop);
+        runtime.spawn(async move {
+            let mut acknowledged = 0;
+            while !stop.load(Ordering::SeqCst) {
+                acknowledged += 1;
+                suite::append_ok(
+                    &store,
+                    parent_epoch,
+                    suite::batch(parent_run, &[suite::started(0, acknowledged)]),
+                )
+                .await;
+            }
+            acknowledged
+        })
+    };
+
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut last_ack: Option<(u32, LogPosition)> = None;
+    let mut acks = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let Some(rest) = line.strip_prefix("ACK ") else {
+            continue;
+        };
+        let (batch, position) = rest.split_once(' ').unwrap();
+        last_ack = Some((batch.parse().unwrap(), position.parse().unwrap()));
+        acks += 1;
+        if acks >= KILL_AFTER_ACKS || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "expected the child to die of SIGKILL, found {status}; its stderr:\n{stderr}"
+    );
+    assert!(
+        acks >= KILL_AFTER_ACKS,
+        "the child acknowledged only {acks} appends"
+    );
+    let (last_batch, last_position) = last_ack.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let parent_acks = runtime.block_on(parent_writer).unwrap();
+    drop(store);
+
+    let reopened = blocking_open(&path);
+    let log = runtime.block_on(suite::read_all(&reopened));
+    let positions: Vec<LogPosition> = log.iter().map(|checkpoint| checkpoint.position).collect();
+    assert_eq!(
+        positions,
+        (1..=log.len() as LogPosition).collect::<Vec<_>>(),
+        "the log must be contiguous from 1"
+    );
+    assert!(
+        log.len() as LogPosition >= last_position,
+        "acknowledged position {last_position} lost"
+    );
+    // The child's batches: each whole (attempts 1..=size of batch `task`), in order.
+    let child_run = log
+        .iter()
+        .find(|checkpoint| {
+            matches!(&checkpoint.event, Event::RunCreated { workflow, .. } if workflow == "child")
+        })
+        .map(|checkpoint| checkpoint.run_id)
+        .expect("the child's run was created");
+    let mut child_batches: Vec<(u32, u32)> = Vec::new();
+    let mut parent_attempts = 0;
+    for checkpoint in &log {
+        match checkpoint.event {
+            Event::AttemptStarted { task, attempt, .. } if checkpoint.run_id == child_run => {
+                match child_batches.last_mut() {
+                    Some((batch, count)) if *batch == task => {
+                        *count += 1;
+                        assert_eq!(attempt, *count, "batch {task} in order");
+                    }
+                    _ => {
+                        let expected = child_batches.len() as u32;
+                        assert_eq!(task, expected, "batches in order, none missing");
+                        assert_eq!(attempt, 1, "batch {task} starts with its first checkpoint");
+                        child_batches.push((task, 1));
+                    }
+                }
+            }
+            Event::AttemptStarted { attempt, .. } if checkpoint.run_id == parent_run => {
+                parent_attempts += 1;
+                assert_eq!(attempt, parent_attempts, "the parent's appends in order");
+            }
+            _ => {}
+        }
+    }
+    for (batch, count) in &child_batches {
+        assert_eq!(
+            *count,
+            CHILD_BATCH_SIZES[*batch as usize % CHILD_BATCH_SIZES.len()],
+            "batch {batch} must be whole"
+        );
+    }
+    eprintln!(
+        "killed the child after its batch {last_batch} was acknowledged; the store holds its batches 0..{} and {parent_attempts} of the parent's appends",
+        child_batches.len()
+    );
+    assert!(
+        child_batches.len() as u32 > last_batch,
+        "acknowledged batch {last_batch} lost: found {} batches",
+        child_batches.len()
+    );
+    assert_eq!(
+        parent_attempts, parent_acks,
+        "the parent's acknowledged appends survive"
+    );
+
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let check: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(connection);
+    let claimed = runtime
+        .block_on(reopened.claim_run(child_run, &suite::owner("recovery", 3)))
+        .unwrap();
+    runtime.block_on(suite::append_ok(
+        &reopened,
+        claimed,
+        suite::batch(child_run, &[suite::started(u32::MAX, 1)]),
+    ));
+}
+
+/// The child of [`a_killed_writer_process_leaves_a_whole_log`]: appends forever.
+fn killed_writer_child(path: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = blocking_open(path);
+    let (run_id, epoch) = runtime.block_on(suite::new_run(&store, "child", 2));
+    for batch in 0u32.. {
+        let size = CHILD_BATCH_SIZES[batch as usize % CHILD_BATCH_SIZES.len()];
+        let events: Vec<Event> = (1..=size)
+            .map(|attempt| suite::started(batch, attempt))
+            .collect();
+        let position = runtime.block_on(suite::append_ok(
+            &store,
+            epoch,
+            suite::batch(run_id, &events),
+        ));
+        println!("ACK {batch} {position}");
+    }
+}
+
+/// Release-mode figures for the report: one batch of 200,000 small checkpoints in one
+/// commit, and 1,000 single-checkpoint appends (each an fsync'd commit). Run with
+/// `cargo test --release -p tandem-engine append_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run in release mode with --ignored --nocapture"]
+async fn append_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = blocking_open(&dir.path().join("tandem.db"));
+    let (run_id, epoch) = suite::new_run(&store, "throughput", 1).await;
+
+    let events: Vec<Event> = (1..=200_000)
+        .map(|attempt| suite::started(7, attempt))
+        .collect();
+    let batch = suite::batch(run_id, &events);
+    let started = Instant::now();
+    let last = suite::append_ok(&store, epoch, batch).await;
+    let big = started.elapsed();
+    assert_eq!(last, 200_001);
+    println!(
+        "one batch of 200,000 checkpoints: {:.1} ms",
+        big.as_secs_f64() * 1000.0
+    );
+
+    let started = Instant::now();
+    for attempt in 1..=1000 {
+        suite::append_ok(
+            &store,
+            epoch,
+            suite::batch(run_id, &[suite::started(8, attempt)]),
+        )
+        .await;
+    }
+    let singles = started.elapsed();
+    println!(
+        "1,000 single-checkpoint appends: {:.1} ms ({:.2} ms per commit, {:.0} commits/s)",
+        singles.as_secs_f64() * 1000.0,
+        singles.as_secs_f64(),
+        1000.0 / singles.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let log = store.read_log(0, usize::MAX).await.unwrap();
+    println!(
+        "reading back {} checkpoints: {:.1} ms",
+        log.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    if !cfg!(debug_assertions) {
+        assert!(
+            big < Duration::from_secs(1),
+            "200,000 checkpoints took {big:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn clones_share_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = blocking_open(&dir.path().join("tandem.db"));
+    let clone = store.clone();
+    let (run_id, epoch): (RunId, Epoch) = suite::new_run(&clone, "clone", 1).await;
+    assert_eq!(store.read_run(run_id).await.unwrap().len(), 1);
+    assert_eq!(store.run_summary(run_id).await.unwrap().owner_epoch, epoch);
+}
