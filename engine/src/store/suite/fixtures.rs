@@ -1,0 +1,156 @@
+//! Helpers shared by the tests: owners, events, batches, and calls that panic with context.
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{
+    Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis,
+};
+use crate::store::{CheckpointStore, Owner, RunFilter, RunStatus, RunSummary};
+
+/// Tolerance on commit times, for wall clocks that step.
+pub(super) const CLOCK_SLACK_MS: UnixMillis = 5_000;
+
+/// An owner named after `host` with process id `pid`.
+pub fn owner(host: &str, pid: u32) -> Owner {
+    Owner {
+        host: host.to_string(),
+        pid,
+        start_ticks: 1000 + u64::from(pid),
+    }
+}
+
+/// The `run_created` event of a run of `workflow`, created at [`created_at`]`(seq)`.
+pub fn created_event(workflow: &str, seq: i64) -> Event {
+    Event::RunCreated {
+        workflow: workflow.to_string(),
+        version: version_of(workflow),
+        source_path: format!("/flows/{workflow}.yaml"),
+        source: format!("name: {workflow}\ntasks:\n  a:\n    run: \"true\"\n"),
+        params: BTreeMap::new(),
+        at: created_at(seq),
+    }
+}
+
+/// The creation time used for the `seq`-th test run: increasing with `seq`.
+pub fn created_at(seq: i64) -> UnixMillis {
+    1_700_000_000_000 + seq * 1000
+}
+
+/// A stand-in workflow version for `workflow`.
+pub(super) fn version_of(workflow: &str) -> String {
+    format!("{workflow}-v1")
+}
+
+/// An `attempt_started` event (the payload the tests use to tag checkpoints).
+pub fn started(task: u32, attempt: u32) -> Event {
+    Event::AttemptStarted {
+        task,
+        attempt,
+        at: 1_800_000_000_000,
+    }
+}
+
+pub(super) fn finished(state: RunEnd, at: UnixMillis) -> Event {
+    Event::RunFinished {
+        state,
+        at,
+        reason: format!("test run {state}"),
+    }
+}
+
+/// `events` as checkpoints of `run_id`.
+pub fn batch(run_id: RunId, events: &[Event]) -> Vec<NewCheckpoint> {
+    events
+        .iter()
+        .map(|event| NewCheckpoint {
+            run_id,
+            event: event.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn filter(workflow: Option<&str>, status: Option<RunStatus>, limit: usize) -> RunFilter {
+    RunFilter {
+        workflow: workflow.map(str::to_string),
+        status,
+        limit,
+    }
+}
+
+/// Creates run `run_id`, panicking on error.
+pub async fn create(
+    store: &dyn CheckpointStore,
+    run_id: RunId,
+    owner: &Owner,
+    created: Event,
+) -> Epoch {
+    store
+        .create_run(run_id, owner, created)
+        .await
+        .unwrap_or_else(|error| panic!("create_run({run_id}) failed: {error}"))
+}
+
+/// Creates a new run of `workflow` (the `seq`-th), owned by `owner(workflow, seq)`.
+pub async fn new_run(store: &dyn CheckpointStore, workflow: &str, seq: i64) -> (RunId, Epoch) {
+    let run_id = RunId::new();
+    let epoch = create(
+        store,
+        run_id,
+        &owner(workflow, seq as u32),
+        created_event(workflow, seq),
+    )
+    .await;
+    (run_id, epoch)
+}
+
+/// Appends `batch` with `epoch`, panicking on error.
+pub async fn append_ok(
+    store: &dyn CheckpointStore,
+    epoch: Epoch,
+    batch: Vec<NewCheckpoint>,
+) -> LogPosition {
+    let size = batch.len();
+    store.append(epoch, batch).await.unwrap_or_else(|error| {
+        panic!("append of {size} checkpoints with epoch {epoch} failed: {error}")
+    })
+}
+
+/// The latest position, panicking on error.
+pub async fn latest(store: &dyn CheckpointStore) -> LogPosition {
+    store
+        .latest_position()
+        .await
+        .unwrap_or_else(|error| panic!("latest_position failed: {error}"))
+}
+
+/// The whole log, read in pages of 1000.
+pub async fn read_all(store: &dyn CheckpointStore) -> Vec<Checkpoint> {
+    let mut log = Vec::new();
+    loop {
+        let after = log
+            .last()
+            .map_or(0, |checkpoint: &Checkpoint| checkpoint.position);
+        let page = store
+            .read_log(after, 1000)
+            .await
+            .unwrap_or_else(|error| panic!("read_log({after}, 1000) failed: {error}"));
+        if page.is_empty() {
+            return log;
+        }
+        log.extend(page);
+    }
+}
+
+pub(super) async fn read_run_ok(store: &dyn CheckpointStore, run_id: RunId) -> Vec<Checkpoint> {
+    store
+        .read_run(run_id)
+        .await
+        .unwrap_or_else(|error| panic!("read_run({run_id}) failed: {error}"))
+}
+
+pub(super) async fn summary_ok(store: &dyn CheckpointStore, run_id: RunId) -> RunSummary {
+    store
+        .run_summary(run_id)
+        .await
+        .unwrap_or_else(|error| panic!("run_summary({run_id}) failed: {error}"))
+}
