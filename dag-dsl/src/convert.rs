@@ -5,6 +5,8 @@
 //! and keeps going: a task with a bad field is still a task, so later checks do not cascade
 //! into "unknown task" errors.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use crate::names::shorten;
@@ -12,8 +14,8 @@ use crate::raw::{
     DurationText, Entries, ExitCode, JitterText, KeyRule, MatrixValues, ParamDefault, RawDefaults,
     RawRetry, RawTask, RawWorkflow, ScalarText, Sp, TriggerRuleText, WorkflowName,
 };
-use crate::report::{Report, child, did_you_mean, item, one_of};
-use crate::yaml::{Node, Pos, Yaml, scalar_text};
+use crate::report::{Path, Report, did_you_mean, one_of};
+use crate::yaml::{Node, Pos, Yaml, scalar_cow, scalar_text};
 
 /// Converts the root of the file. Always returns a [`RawWorkflow`] (fields that could not be
 /// read are `None`); the errors are in `report`.
@@ -52,13 +54,21 @@ pub(crate) fn describe(node: &Yaml, source: &str) -> String {
 const DURATION: &str = "a duration like `30s`, `10m` or `250ms`";
 
 impl Converter<'_> {
-    fn type_error(&mut self, node: &Yaml, path: &str, expected: &str) {
+    fn type_error(&mut self, node: &Yaml, path: &Path<'_>, expected: &str) {
         let found = describe(node, self.source);
-        self.report
-            .error(Pos::of(node), path, format!("expected {expected}, found {found}"));
+        self.report.error(
+            Pos::of(node),
+            path,
+            format!("expected {expected}, found {found}"),
+        );
     }
 
-    fn list<'n>(&mut self, node: &'n Yaml, path: &str, expected: &str) -> Option<&'n [Yaml]> {
+    fn list<'n, 'a>(
+        &mut self,
+        node: &'n Yaml<'a>,
+        path: &Path<'_>,
+        expected: &str,
+    ) -> Option<&'n [Yaml<'a>]> {
         match &node.value {
             Node::Seq(items) => Some(items),
             _ => {
@@ -69,9 +79,9 @@ impl Converter<'_> {
     }
 
     /// A text-only field (no numbers or booleans).
-    fn string(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<String>> {
+    fn string(&mut self, node: &Yaml, path: &Path<'_>, expected: &str) -> Option<Sp<String>> {
         match &node.value {
-            Node::Str(text) => Some(Sp::new(text.clone(), Pos::of(node))),
+            Node::Str(text) => Some(Sp::new(text.to_string(), Pos::of(node))),
             _ => {
                 self.type_error(node, path, expected);
                 None
@@ -80,7 +90,7 @@ impl Converter<'_> {
     }
 
     /// A scalar used as text: a string, or a number or boolean as the file spells it.
-    fn scalar(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<String>> {
+    fn scalar(&mut self, node: &Yaml, path: &Path<'_>, expected: &str) -> Option<Sp<String>> {
         match scalar_text(node, self.source) {
             Some(text) => Some(Sp::new(text, Pos::of(node))),
             None => {
@@ -90,18 +100,15 @@ impl Converter<'_> {
         }
     }
 
-    fn duration(&mut self, node: &Yaml, path: &str) -> Option<Sp<DurationText>> {
+    fn duration(&mut self, node: &Yaml, path: &Path<'_>) -> Option<Sp<DurationText>> {
         match &node.value {
-            Node::Str(text) => Some(Sp::new(DurationText(text.clone()), Pos::of(node))),
+            Node::Str(text) => Some(Sp::new(DurationText(text.to_string()), Pos::of(node))),
             Node::Int(_) | Node::UInt(_) | Node::Float(_) => {
                 let number = scalar_text(node, self.source).unwrap_or_default();
                 self.report.error_with_help(
                     Pos::of(node),
                     path,
-                    format!(
-                        "expected {DURATION}, found {}",
-                        describe(node, self.source)
-                    ),
+                    format!("expected {DURATION}, found {}", describe(node, self.source)),
                     format!("add a unit, e.g. `{number}s` or `{number}m`"),
                 );
                 None
@@ -113,7 +120,7 @@ impl Converter<'_> {
         }
     }
 
-    fn integer(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<i64>> {
+    fn integer(&mut self, node: &Yaml, path: &Path<'_>, expected: &str) -> Option<Sp<i64>> {
         match node.value {
             Node::Int(value) => Some(Sp::new(value, Pos::of(node))),
             // Above i64::MAX: kept saturated so the range check reports it as too large.
@@ -125,7 +132,7 @@ impl Converter<'_> {
         }
     }
 
-    fn number(&mut self, node: &Yaml, path: &str, expected: &str) -> Option<Sp<f64>> {
+    fn number(&mut self, node: &Yaml, path: &Path<'_>, expected: &str) -> Option<Sp<f64>> {
         match node.value {
             Node::Int(value) => Some(Sp::new(value as f64, Pos::of(node))),
             Node::UInt(value) => Some(Sp::new(value as f64, Pos::of(node))),
@@ -140,20 +147,21 @@ impl Converter<'_> {
     /// The entries of a mapping of fixed fields: reports non-text keys, unknown fields (with
     /// "did you mean" and the accepted list) and repeated fields, and returns the accepted
     /// entries (first occurrence of each) as (field name, key node, value node).
-    fn fields<'n>(
+    fn fields<'n, 'a>(
         &mut self,
-        node: &'n Yaml,
-        path: &str,
+        node: &'n Yaml<'a>,
+        path: &Path<'_>,
         expected: &str,
         accepted: &'static [&'static str],
-    ) -> Option<Vec<(&'static str, &'n Yaml, &'n Yaml)>> {
+    ) -> Option<Vec<(&'static str, &'n Yaml<'a>, &'n Yaml<'a>)>> {
         let Node::Map(entries) = &node.value else {
             self.type_error(node, path, expected);
             return None;
         };
-        let mut out: Vec<(&'static str, &'n Yaml, &'n Yaml)> = Vec::with_capacity(entries.len());
+        let mut out: Vec<(&'static str, &'n Yaml<'a>, &'n Yaml<'a>)> =
+            Vec::with_capacity(entries.len());
         for (key, value) in entries {
-            let Some(name) = scalar_text(key, self.source) else {
+            let Some(name) = scalar_cow(key, self.source) else {
                 let found = describe(key, self.source);
                 self.report.error(
                     Pos::of(key),
@@ -180,7 +188,7 @@ impl Converter<'_> {
                 let first = Pos::of(first);
                 self.report.error(
                     Pos::of(key),
-                    &child(path, field),
+                    &path.key(field),
                     format!(
                         "duplicate field `{field}`: it is already set at line {}, column {}",
                         first.line, first.column
@@ -195,12 +203,12 @@ impl Converter<'_> {
 
     /// A mapping whose keys the user names (tasks, params, env, matrix). Keys are scalars
     /// used as text; repeated keys are reported and dropped. `value` converts each value.
-    fn entries<K: KeyRule, V>(
+    fn entries<'n, K: KeyRule, V>(
         &mut self,
-        node: &Yaml,
-        path: &str,
+        node: &'n Yaml<'_>,
+        path: &Path<'_>,
         expected: &str,
-        mut value: impl FnMut(&mut Self, &Yaml, &str) -> Option<V>,
+        mut value: impl FnMut(&mut Self, &Yaml, &Path<'_>) -> Option<V>,
     ) -> Option<Entries<K, V>> {
         let Node::Map(map) = &node.value else {
             self.type_error(node, path, expected);
@@ -212,16 +220,18 @@ impl Converter<'_> {
             entries: Vec::with_capacity(map.len()),
             keys: PhantomData,
         };
-        let mut seen: std::collections::HashMap<String, Pos> =
-            std::collections::HashMap::with_capacity(map.len());
+        let mut seen: HashMap<Cow<'n, str>, Pos> = HashMap::with_capacity(map.len());
         for (key, node) in map {
-            let Some(name) = scalar_text(key, self.source) else {
+            let Some(name) = scalar_cow(key, self.source) else {
                 let found = describe(key, self.source);
-                self.report
-                    .error(Pos::of(key), path, format!("expected a {noun}, found {found}"));
+                self.report.error(
+                    Pos::of(key),
+                    path,
+                    format!("expected a {noun}, found {found}"),
+                );
                 continue;
             };
-            let entry_path = child(path, &name);
+            let entry_path = path.key(&name);
             if let Some(first) = seen.get(&name) {
                 self.report.error(
                     Pos::of(key),
@@ -235,17 +245,18 @@ impl Converter<'_> {
                 );
                 continue;
             }
-            seen.insert(name.clone(), Pos::of(key));
             if let Some(converted) = value(self, node, &entry_path) {
-                out.entries.push((Sp::new(name, Pos::of(key)), converted));
+                out.entries
+                    .push((Sp::new(name.to_string(), Pos::of(key)), converted));
             }
+            seen.insert(name, Pos::of(key));
         }
         Some(out)
     }
 
     fn workflow(&mut self, root: &Yaml) -> RawWorkflow {
         let mut pos = Pos::of(root);
-        if pos.line == 0 {
+        if pos.line == 0 || root.value == Node::Null {
             pos = Pos { line: 1, column: 1 };
         }
         let mut raw = RawWorkflow {
@@ -260,25 +271,26 @@ impl Converter<'_> {
         if root.value == Node::Null {
             self.report.error(
                 pos,
-                "",
+                &Path::ROOT,
                 "expected a workflow (a mapping with at least `name` and `tasks`), found an empty file",
             );
             return raw;
         }
         let expected = "a workflow (a mapping with at least `name` and `tasks`)";
-        let Some(fields) = self.fields(root, "", expected, RawWorkflow::FIELDS) else {
+        let Some(fields) = self.fields(root, &Path::ROOT, expected, RawWorkflow::FIELDS) else {
             return raw;
         };
         let present: Vec<&str> = fields.iter().map(|(field, _, _)| *field).collect();
         for (field, _, value) in fields {
-            let path = field;
+            let path = Path::ROOT.key(field);
+            let path = &path;
             match field {
                 "name" => {
                     raw.name = self
                         .scalar(value, path, "the workflow's name")
                         .map(|name| Sp::new(WorkflowName(name.value), name.pos));
                 }
-                "description" => raw.description = self.string(value, path, "a text"),
+                "description" => raw.description = self.string(value, path, "a string"),
                 "params" => {
                     raw.params = self.entries(
                         value,
@@ -302,14 +314,17 @@ impl Converter<'_> {
         }
         for (required, what) in [("name", "the workflow's name"), ("tasks", "the tasks")] {
             if !present.contains(&required) {
-                self.report
-                    .error(pos, "", format!("missing field `{required}` ({what})"));
+                self.report.error(
+                    pos,
+                    &Path::ROOT,
+                    format!("missing field `{required}` ({what})"),
+                );
             }
         }
         raw
     }
 
-    fn param_default(&mut self, node: &Yaml, path: &str) -> Sp<ParamDefault> {
+    fn param_default(&mut self, node: &Yaml, path: &Path<'_>) -> Sp<ParamDefault> {
         let pos = Pos::of(node);
         if node.value == Node::Null {
             return Sp::new(ParamDefault(None), pos);
@@ -323,7 +338,7 @@ impl Converter<'_> {
         Sp::new(ParamDefault(text.map(|text| text.value)), pos)
     }
 
-    fn defaults(&mut self, node: &Yaml, path: &str) -> Option<RawDefaults> {
+    fn defaults(&mut self, node: &Yaml, path: &Path<'_>) -> Option<RawDefaults> {
         let fields = self.fields(node, path, "a mapping of defaults", RawDefaults::FIELDS)?;
         let mut raw = RawDefaults {
             pos: Pos::of(node),
@@ -333,7 +348,7 @@ impl Converter<'_> {
             working_dir: None,
         };
         for (field, _, value) in fields {
-            let path = child(path, field);
+            let path = path.key(field);
             match field {
                 "retry" => raw.retry = self.retry(value, &path),
                 "timeout" => raw.timeout = self.duration(value, &path),
@@ -345,7 +360,7 @@ impl Converter<'_> {
         Some(raw)
     }
 
-    fn task(&mut self, node: &Yaml, path: &str) -> RawTask {
+    fn task(&mut self, node: &Yaml, path: &Path<'_>) -> RawTask {
         let mut raw = RawTask {
             pos: Pos::of(node),
             description: None,
@@ -367,9 +382,9 @@ impl Converter<'_> {
             return raw;
         };
         for (field, _, value) in fields {
-            let path = child(path, field);
+            let path = path.key(field);
             match field {
-                "description" => raw.description = self.string(value, &path, "a text"),
+                "description" => raw.description = self.string(value, &path, "a string"),
                 "needs" => raw.needs = self.needs(value, &path),
                 "run" => {
                     raw.run = self
@@ -392,7 +407,7 @@ impl Converter<'_> {
         raw
     }
 
-    fn needs(&mut self, node: &Yaml, path: &str) -> Option<Sp<Vec<Sp<String>>>> {
+    fn needs(&mut self, node: &Yaml, path: &Path<'_>) -> Option<Sp<Vec<Sp<String>>>> {
         let Node::Seq(items) = &node.value else {
             let found = describe(node, self.source);
             let help = match &node.value {
@@ -410,12 +425,16 @@ impl Converter<'_> {
         let ids = items
             .iter()
             .enumerate()
-            .filter_map(|(index, id)| self.scalar(id, &item(path, index), "a task id"))
+            .filter_map(|(index, id)| self.scalar(id, &path.index(index), "a task id"))
             .collect();
         Some(Sp::new(ids, Pos::of(node)))
     }
 
-    fn env(&mut self, node: &Yaml, path: &str) -> Option<Entries<crate::raw::EnvKeys, Sp<ScalarText>>> {
+    fn env(
+        &mut self,
+        node: &Yaml,
+        path: &Path<'_>,
+    ) -> Option<Entries<crate::raw::EnvKeys, Sp<ScalarText>>> {
         self.entries(
             node,
             path,
@@ -430,7 +449,7 @@ impl Converter<'_> {
     fn matrix(
         &mut self,
         node: &Yaml,
-        path: &str,
+        path: &Path<'_>,
     ) -> Option<Entries<crate::raw::DimensionKeys, Sp<MatrixValues>>> {
         self.entries(
             node,
@@ -444,7 +463,7 @@ impl Converter<'_> {
                     .filter_map(|(index, value)| {
                         this.scalar(
                             value,
-                            &item(path, index),
+                            &path.index(index),
                             "a matrix value (a string, number or boolean)",
                         )
                         .map(|text| Sp::new(ScalarText(text.value), text.pos))
@@ -455,11 +474,11 @@ impl Converter<'_> {
         )
     }
 
-    fn retry(&mut self, node: &Yaml, path: &str) -> Option<RawRetry> {
+    fn retry(&mut self, node: &Yaml, path: &Path<'_>) -> Option<RawRetry> {
         let fields = self.fields(node, path, "a retry policy (a mapping)", RawRetry::FIELDS)?;
         let mut raw = RawRetry::empty(Pos::of(node));
         for (field, _, value) in fields {
-            let path = child(path, field);
+            let path = path.key(field);
             match field {
                 "max_attempts" => {
                     raw.max_attempts = self.integer(value, &path, "a whole number of attempts");
@@ -482,7 +501,7 @@ impl Converter<'_> {
                         .iter()
                         .enumerate()
                         .filter_map(|(index, code)| {
-                            self.integer(code, &item(&path, index), "an exit code (1 to 255)")
+                            self.integer(code, &path.index(index), "an exit code (1 to 255)")
                                 .map(|code| Sp::new(ExitCode(code.value), code.pos))
                         })
                         .collect();

@@ -34,7 +34,7 @@ pub(crate) fn parse_with_help(text: &str) -> Result<Duration, (String, String)> 
                 "the number is too large for a duration".to_string()
             }
             humantime::DurationError::Empty => "the value is empty".to_string(),
-            _ => "write a whole number followed by a unit, e.g. `90s` or `1h30m`".to_string(),
+            _ => "write a number followed by a unit, e.g. `90s`, `1.5h` or `1h30m`".to_string(),
         };
         (message, help)
     })
@@ -92,7 +92,11 @@ mod tests {
             parse_with_help("30").unwrap_err().1,
             "add a unit, e.g. `30s` or `30m`"
         );
-        assert!(parse_duration("10 parsecs").unwrap_err().contains("`parsecs`"));
+        assert!(
+            parse_duration("10 parsecs")
+                .unwrap_err()
+                .contains("`parsecs`")
+        );
     }
 
     #[test]

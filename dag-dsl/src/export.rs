@@ -31,7 +31,12 @@ pub fn to_dot(spec: &WorkflowSpec) -> String {
         if attributes.is_empty() {
             let _ = writeln!(out, "  {};", dot_quote(&task.id));
         } else {
-            let _ = writeln!(out, "  {} [{}];", dot_quote(&task.id), attributes.join(", "));
+            let _ = writeln!(
+                out,
+                "  {} [{}];",
+                dot_quote(&task.id),
+                attributes.join(", ")
+            );
         }
     }
     for task in &spec.tasks {

@@ -37,17 +37,16 @@ pub(crate) enum Expr {
     WorkflowName,
 }
 
-impl Expr {
-    /// The expression as written canonically, inside `${{ }}`.
-    pub(crate) fn source(&self) -> String {
-        let inner = match self {
-            Expr::Param(name) => format!("params.{name}"),
-            Expr::Matrix(name) => format!("matrix.{name}"),
-            Expr::Output { task, key } => format!("tasks.{task}.outputs.{key}"),
-            Expr::RunId => "run.id".to_string(),
-            Expr::WorkflowName => "workflow.name".to_string(),
-        };
-        format!("${{{{ {inner} }}}}")
+/// The expression as written canonically, inside `${{ }}`.
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expr::Param(name) => write!(f, "${{{{ params.{name} }}}}"),
+            Expr::Matrix(name) => write!(f, "${{{{ matrix.{name} }}}}"),
+            Expr::Output { task, key } => write!(f, "${{{{ tasks.{task}.outputs.{key} }}}}"),
+            Expr::RunId => f.write_str("${{ run.id }}"),
+            Expr::WorkflowName => f.write_str("${{ workflow.name }}"),
+        }
     }
 }
 
@@ -67,37 +66,51 @@ pub(crate) struct TemplateError {
     pub message: String,
     /// An optional hint.
     pub help: Option<String>,
+    /// Where the malformed `${{` starts in the text, in characters.
+    pub offset: usize,
 }
 
-/// Splits `text` into literal text and references. Every malformed `${{ ... }}` gives one
-/// error (the rest of the text is still parsed); an unclosed `${{` ends the parse.
-pub(crate) fn parse(text: &str) -> (Vec<Piece>, Vec<TemplateError>) {
+/// Splits `text` into literal text and references, each with the offset (in characters)
+/// where it starts. Every malformed `${{ ... }}` gives one error (the rest of the text is
+/// still parsed); an unclosed `${{` ends the parse.
+pub(crate) fn parse(text: &str) -> (Vec<(usize, Piece)>, Vec<TemplateError>) {
     let mut pieces = Vec::new();
     let mut errors = Vec::new();
     let mut rest = text;
+    // Characters of `text` before `rest`.
+    let mut consumed = 0;
     while let Some(start) = rest.find(OPEN) {
+        let offset = consumed + rest[..start].chars().count();
         if start > 0 {
-            pieces.push(Piece::Text(rest[..start].to_string()));
+            pieces.push((consumed, Piece::Text(rest[..start].to_string())));
         }
         let after_open = &rest[start + OPEN.len()..];
         let Some(end) = after_open.find(CLOSE) else {
             errors.push(TemplateError {
+                offset,
                 message: format!(
                     "unclosed `${{{{` in `{}`: expected `}}}}` to end the expression",
                     shorten(&rest[start..])
                 ),
-                help: Some(format!("expressions are `${{{{ EXPR }}}}` with EXPR one of {ACCEPTED_FORMS}")),
+                help: Some(format!(
+                    "expressions are `${{{{ EXPR }}}}` with EXPR one of {ACCEPTED_FORMS}"
+                )),
             });
             return (pieces, errors);
         };
-        match parse_expr(&after_open[..end]) {
-            Ok(expr) => pieces.push(Piece::Expr(expr)),
-            Err(error) => errors.push(error),
+        let inner = &after_open[..end];
+        match parse_expr(inner) {
+            Ok(expr) => pieces.push((offset, Piece::Expr(expr))),
+            Err(mut error) => {
+                error.offset = offset;
+                errors.push(error);
+            }
         }
+        consumed = offset + OPEN.len() + inner.chars().count() + CLOSE.len();
         rest = &after_open[end + CLOSE.len()..];
     }
     if !rest.is_empty() {
-        pieces.push(Piece::Text(rest.to_string()));
+        pieces.push((consumed, Piece::Text(rest.to_string())));
     }
     (pieces, errors)
 }
@@ -110,6 +123,7 @@ fn parse_expr(inner: &str) -> Result<Expr, TemplateError> {
         check(kind, name).err().map(|message| TemplateError {
             message: format!("in `${{{{ {} }}}}`: {message}", shorten(trimmed)),
             help: None,
+            offset: 0,
         })
     };
     let expr = match parts.as_slice() {
@@ -135,13 +149,17 @@ fn parse_expr(inner: &str) -> Result<Expr, TemplateError> {
         ["run", "id"] => Expr::RunId,
         ["workflow", "name"] => Expr::WorkflowName,
         _ => {
-            let found = if trimmed.is_empty() {
-                "an empty expression".to_string()
+            let message = if trimmed.is_empty() {
+                format!("empty expression `${{{{ }}}}`: expected {ACCEPTED_FORMS}")
             } else {
-                format!("`${{{{ {} }}}}`", shorten(trimmed))
+                format!(
+                    "unknown expression `${{{{ {} }}}}`: expected {ACCEPTED_FORMS}",
+                    shorten(trimmed)
+                )
             };
             return Err(TemplateError {
-                message: format!("unknown expression {found}: expected {ACCEPTED_FORMS}"),
+                message,
+                offset: 0,
                 help: correction(&parts).map(|fixed| format!("did you mean `${{{{ {fixed} }}}}`?")),
             });
         }
@@ -160,10 +178,20 @@ fn correction(parts: &[&str]) -> Option<String> {
     let fixed: Vec<String> = match (head.as_str(), parts) {
         ("params" | "matrix", [_, name]) => vec![head.clone(), name.to_string()],
         ("tasks", [_, task, outputs, key]) if suggest(outputs, ["outputs"]).is_some() => {
-            vec![head.clone(), task.to_string(), "outputs".into(), key.to_string()]
+            vec![
+                head.clone(),
+                task.to_string(),
+                "outputs".into(),
+                key.to_string(),
+            ]
         }
         ("tasks", [_, task, key]) => {
-            vec![head.clone(), task.to_string(), "outputs".into(), key.to_string()]
+            vec![
+                head.clone(),
+                task.to_string(),
+                "outputs".into(),
+                key.to_string(),
+            ]
         }
         ("run", [_, id]) if suggest(id, ["id"]).is_some() || *id == "id" => {
             vec!["run".into(), "id".into()]
@@ -191,6 +219,9 @@ mod tests {
             "a ${{ params.day }} ${{matrix.shard}}${{ tasks.extract.outputs.path }} ${{ run.id }}/${{workflow.name }}",
         );
         assert!(errors.is_empty(), "{errors:?}");
+        let offsets: Vec<usize> = pieces.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(offsets, [0, 2, 19, 20, 37, 70, 71, 84, 85]);
+        let pieces: Vec<Piece> = pieces.into_iter().map(|(_, piece)| piece).collect();
         assert_eq!(
             pieces,
             vec![
@@ -214,7 +245,7 @@ mod tests {
     fn plain_text_and_shell_braces_are_literal() {
         let (pieces, errors) = parse("echo ${HOME} $((1+2)) {{x}}");
         assert!(errors.is_empty());
-        assert_eq!(pieces, vec![text("echo ${HOME} $((1+2)) {{x}}")]);
+        assert_eq!(pieces, vec![(0, text("echo ${HOME} $((1+2)) {{x}}"))]);
         assert_eq!(parse("").0, vec![]);
     }
 
@@ -222,6 +253,7 @@ mod tests {
     fn unknown_expressions_list_the_accepted_forms() {
         let (_, errors) = parse("x ${{ param.day }} y ${{ nope }}");
         assert_eq!(errors.len(), 2);
+        assert_eq!((errors[0].offset, errors[1].offset), (2, 21));
         assert_eq!(
             errors[0].message,
             "unknown expression `${{ param.day }}`: expected `params.NAME`, `matrix.NAME`, \
@@ -245,10 +277,15 @@ mod tests {
 
     #[test]
     fn unclosed_expression_is_an_error() {
-        let (pieces, errors) = parse("echo ${{ params.day");
-        assert_eq!(pieces, vec![text("echo ")]);
+        let (pieces, errors) = parse("é ${{ params.day");
+        assert_eq!(pieces, vec![(0, text("é "))]);
+        assert_eq!(errors[0].offset, 2);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.starts_with("unclosed `${{`"), "{:?}", errors[0]);
+        assert!(
+            errors[0].message.starts_with("unclosed `${{`"),
+            "{:?}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -264,7 +301,7 @@ mod tests {
             task: "a".into(),
             key: "k".into(),
         };
-        assert_eq!(expr.source(), "${{ tasks.a.outputs.k }}");
-        assert_eq!(parse(&expr.source()).0, vec![Piece::Expr(expr)]);
+        assert_eq!(expr.to_string(), "${{ tasks.a.outputs.k }}");
+        assert_eq!(parse(&expr.to_string()).0, vec![(0, Piece::Expr(expr))]);
     }
 }

@@ -30,6 +30,7 @@ pub mod duration;
 pub mod export;
 mod expr;
 pub mod limits;
+mod locate;
 mod names;
 mod raw;
 mod report;
@@ -64,7 +65,7 @@ pub fn compile(file: &str, text: &str) -> Result<WorkflowSpec, Diagnostics> {
     if text.len() > limits::MAX_FILE_BYTES {
         report.error(
             yaml::Pos::default(),
-            "",
+            &report::Path::ROOT,
             format!(
                 "the file is {} bytes, more than the limit of {} bytes (64 MiB)",
                 text.len(),
@@ -79,7 +80,7 @@ pub fn compile(file: &str, text: &str) -> Result<WorkflowSpec, Diagnostics> {
     };
     let raw = convert::workflow(&root, text, &mut report);
     drop(root);
-    let spec = check::workflow(&raw, version(text), &mut report);
+    let spec = check::workflow(&raw, text, version(text), &mut report);
     report.finish(spec)
 }
 

@@ -4,8 +4,9 @@
 /// Largest accepted file, in bytes (64 MiB).
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Largest number of YAML nodes (scalars, lists and mappings, keys included) in one file.
-pub const MAX_YAML_NODES: usize = 4_000_000;
+/// Largest number of YAML nodes (scalars, lists and mappings, keys included, aliases
+/// expanded) in one file. A 100,000-task file has about 800,000.
+pub const MAX_YAML_NODES: usize = 3_000_000;
 
 /// Deepest nesting of YAML lists and mappings.
 pub const MAX_YAML_DEPTH: usize = 64;

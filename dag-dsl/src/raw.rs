@@ -153,8 +153,8 @@ text_type!(
     "Duration",
     json_schema!({
         "type": "string",
-        "description": "A duration: a whole number and a unit (`ms`, `s`, `m`, `h`, `d`), or several such parts.",
-        "pattern": "^\\s*([0-9]+\\s*[A-Za-zµ]+\\s*)+$",
+        "description": "A duration: a number and a unit (`ms`, `s`, `m`, `h`, `d`), or several such parts.",
+        "pattern": "^\\s*([0-9]+(\\.[0-9]+)?\\s*[A-Za-zµ]+\\s*)+$",
         "examples": ["250ms", "30s", "10m", "1h30m"],
     })
 );

@@ -1,8 +1,67 @@
 //! Collecting errors while compiling: every check adds to one [`Report`] instead of stopping,
 //! and [`Report::finish`] sorts them by position into [`Diagnostics`].
 
+use std::fmt;
+
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::yaml::Pos;
+
+/// A field path like `tasks.load.needs[1]`, built on the stack as the checks descend and
+/// only turned into text when an error is reported (most paths never are).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    segment: Segment<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Segment<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Path<'a> {
+    /// The whole file (displayed as nothing).
+    pub(crate) const ROOT: Path<'static> = Path {
+        parent: None,
+        segment: Segment::Root,
+    };
+
+    /// The field or entry `key` below this path: `tasks` → `tasks.load`.
+    pub(crate) fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            segment: Segment::Key(key),
+        }
+    }
+
+    /// The list item `index` below this path: `needs` → `needs[1]`.
+    pub(crate) fn index(&'a self, index: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            segment: Segment::Index(index),
+        }
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at_root = match self.parent {
+            Some(parent) => {
+                parent.fmt(f)?;
+                matches!(parent.segment, Segment::Root)
+            }
+            None => true,
+        };
+        match self.segment {
+            Segment::Root => Ok(()),
+            Segment::Key(key) if at_root => f.write_str(key),
+            Segment::Key(key) => write!(f, ".{key}"),
+            Segment::Index(index) => write!(f, "[{index}]"),
+        }
+    }
+}
 
 /// The errors found so far in one file.
 #[derive(Debug)]
@@ -21,7 +80,7 @@ impl Report {
     }
 
     /// Records an error at `pos` on field `path`.
-    pub(crate) fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, pos: Pos, path: &Path<'_>, message: impl Into<String>) {
         self.push(pos, path, message.into(), None);
     }
 
@@ -29,7 +88,7 @@ impl Report {
     pub(crate) fn error_with_help(
         &mut self,
         pos: Pos,
-        path: &str,
+        path: &Path<'_>,
         message: impl Into<String>,
         help: impl Into<String>,
     ) {
@@ -37,7 +96,13 @@ impl Report {
     }
 
     /// Records an error with an optional hint.
-    pub(crate) fn push(&mut self, pos: Pos, path: &str, message: String, help: Option<String>) {
+    pub(crate) fn push(
+        &mut self,
+        pos: Pos,
+        path: &Path<'_>,
+        message: String,
+        help: Option<String>,
+    ) {
         let diagnostic = Diagnostic {
             file: self.file.clone(),
             line: pos.line,
@@ -62,7 +127,8 @@ impl Report {
         {
             return Ok(value);
         }
-        self.errors.sort_by(|(a, da), (b, db)| a.cmp(b).then_with(|| da.path.cmp(&db.path)));
+        self.errors
+            .sort_by(|(a, da), (b, db)| a.cmp(b).then_with(|| da.path.cmp(&db.path)));
         let mut diagnostics: Vec<Diagnostic> = self.errors.into_iter().map(|(_, d)| d).collect();
         diagnostics.dedup();
         if diagnostics.is_empty() {
@@ -135,18 +201,17 @@ pub(crate) fn one_of<S: AsRef<str>>(items: &[S]) -> String {
     }
 }
 
-/// A field path below `parent`: `tasks` + `load` → `tasks.load`.
-pub(crate) fn child(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
+/// `` `a`, `b` and `c` `` (`` `a` `` alone, "nothing" for an empty list).
+pub(crate) fn all_of<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| format!("`{}`", item.as_ref()))
+        .collect();
+    match quoted.as_slice() {
+        [] => "nothing".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
-}
-
-/// A list item path: `tasks.load.needs` + 1 → `tasks.load.needs[1]`.
-pub(crate) fn item(parent: &str, index: usize) -> String {
-    format!("{parent}[{index}]")
 }
 
 #[cfg(test)]
@@ -168,13 +233,24 @@ mod tests {
         assert_eq!(one_of::<&str>(&[]), "nothing");
         assert_eq!(one_of(&["a"]), "`a`");
         assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
+        assert_eq!(all_of(&["a", "b", "c"]), "`a`, `b` and `c`");
+    }
+
+    #[test]
+    fn paths_display_like_field_accessors() {
+        let tasks = Path::ROOT.key("tasks");
+        let load = tasks.key("load");
+        let needs = load.key("needs");
+        assert_eq!(needs.index(1).to_string(), "tasks.load.needs[1]");
+        assert_eq!(Path::ROOT.to_string(), "");
+        assert_eq!(Path::ROOT.key("name").to_string(), "name");
     }
 
     #[test]
     fn finish_sorts_by_position() {
         let mut report = Report::new("f.yaml");
-        report.error(Pos { line: 3, column: 1 }, "b", "second");
-        report.error(Pos { line: 1, column: 5 }, "a", "first");
+        report.error(Pos { line: 3, column: 1 }, &Path::ROOT.key("b"), "second");
+        report.error(Pos { line: 1, column: 5 }, &Path::ROOT.key("a"), "first");
         let errors = report.finish::<()>(None).unwrap_err();
         assert_eq!(errors.0[0].message, "first");
         assert_eq!(errors.0[1].message, "second");

@@ -263,8 +263,7 @@ impl WorkflowSpec {
                 let declared = if self.params.is_empty() {
                     "no params".to_string()
                 } else {
-                    let names: Vec<String> =
-                        self.params.keys().map(|k| format!("`{k}`")).collect();
+                    let names: Vec<String> = self.params.keys().map(|k| format!("`{k}`")).collect();
                     names.join(", ")
                 };
                 return Err(ParamError::Unknown {

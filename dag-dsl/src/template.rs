@@ -51,7 +51,9 @@ pub trait TemplateContext {
 pub enum RenderError {
     /// The referenced upstream task has not published that output (it never wrote
     /// `KEY=...` to `$TANDEM_OUTPUT`, or it did not succeed).
-    #[error("`${{{{ tasks.{task}.outputs.{key} }}}}` has no value: task `{task}` did not publish output `{key}`")]
+    #[error(
+        "`${{{{ tasks.{task}.outputs.{key} }}}}` has no value: task `{task}` did not publish output `{key}`"
+    )]
     MissingOutput {
         /// The upstream task instance id.
         task: String,
@@ -157,7 +159,10 @@ mod tests {
                 Segment::WorkflowName,
             ],
         };
-        assert_eq!(template.render(&Context).unwrap(), "x 2024-01-01 /tmp/x r1wf");
+        assert_eq!(
+            template.render(&Context).unwrap(),
+            "x 2024-01-01 /tmp/x r1wf"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Building the [`WorkflowSpec`] of a checked workflow: matrix tasks become one instance per
 //! combination, `needs` become sorted instance indexes both ways, templates are instantiated.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -34,11 +33,6 @@ pub(super) fn expand(parts: Parts<'_, '_>) -> WorkflowSpec {
         next += plan.instances;
     }
     let total = usize::try_from(next).unwrap_or(0);
-    let first_by_id: HashMap<&str, TaskIndex> = plans
-        .iter()
-        .zip(&first)
-        .map(|(plan, &index)| (plan.key.value.as_str(), index))
-        .collect();
 
     let mut tasks: Vec<TaskSpec> = Vec::with_capacity(total);
     for (index, (plan, templates)) in plans.iter().zip(&parts.templates).enumerate() {
@@ -53,29 +47,37 @@ pub(super) fn expand(parts: Parts<'_, '_>) -> WorkflowSpec {
             let count = TaskIndex::try_from(plans[task].instances).unwrap_or(0);
             upstream.extend(start..start + count);
         }
-        for combination in combinations(&plan.matrix) {
+        let combinations = combinations(&plan.matrix);
+        let count = combinations.len();
+        for (instance, combination) in combinations.into_iter().enumerate() {
             let id = instance_id(&plan.key.value, &combination);
+            // The last instance takes the list, the others copy it.
+            let upstream = if instance + 1 == count {
+                std::mem::take(&mut upstream)
+            } else {
+                upstream.clone()
+            };
             let action = match &templates.run {
                 None => TaskAction::Empty,
                 Some(run) => TaskAction::Shell {
-                    run: run.instantiate(&combination, &first_by_id),
+                    run: run.instantiate(&combination, &first),
                     working_dir: templates
                         .working_dir
                         .as_ref()
-                        .map(|dir| dir.instantiate(&combination, &first_by_id)),
+                        .map(|dir| dir.instantiate(&combination, &first)),
                 },
             };
             let env = templates
                 .env
                 .iter()
-                .map(|(name, value)| (name.clone(), value.instantiate(&combination, &first_by_id)))
+                .map(|(name, value)| (name.clone(), value.instantiate(&combination, &first)))
                 .collect();
             tasks.push(TaskSpec {
                 id,
                 key: plan.key.value.clone(),
                 description: plan.raw.description.as_ref().map(|d| d.value.clone()),
                 matrix: combination,
-                upstream: upstream.clone(),
+                upstream,
                 downstream: Vec::new(),
                 trigger_rule: plan.trigger_rule,
                 action,
@@ -142,8 +144,14 @@ mod tests {
     #[test]
     fn combinations_vary_the_last_dimension_fastest() {
         let matrix = vec![
-            ("os".to_string(), vec!["linux".to_string(), "mac".to_string()]),
-            ("arch".to_string(), vec!["x86".to_string(), "arm".to_string()]),
+            (
+                "os".to_string(),
+                vec!["linux".to_string(), "mac".to_string()],
+            ),
+            (
+                "arch".to_string(),
+                vec!["x86".to_string(), "arm".to_string()],
+            ),
         ];
         let ids: Vec<String> = combinations(&matrix)
             .iter()

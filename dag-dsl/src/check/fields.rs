@@ -6,12 +6,17 @@ use std::time::Duration;
 use crate::duration::{format_duration, parse_with_help};
 use crate::names::{self, NameKind};
 use crate::raw::{DurationText, RawRetry, Sp, TriggerRuleText};
-use crate::report::{Report, child, did_you_mean, item, one_of};
+use crate::report::{Path, Report, did_you_mean, one_of};
 use crate::spec::{Jitter, RetryPolicy, TriggerRule};
 use crate::yaml::Pos;
 
 /// Checks a name's spelling; reports at `pos` on `path`. Returns whether it is valid.
-pub(super) fn name(report: &mut Report, kind: NameKind, name: &Sp<String>, path: &str) -> bool {
+pub(super) fn name(
+    report: &mut Report,
+    kind: NameKind,
+    name: &Sp<String>,
+    path: &Path<'_>,
+) -> bool {
     match names::check(kind, &name.value) {
         Ok(()) => true,
         Err(message) => {
@@ -25,7 +30,7 @@ pub(super) fn name(report: &mut Report, kind: NameKind, name: &Sp<String>, path:
 pub(super) fn duration(
     report: &mut Report,
     text: &Sp<DurationText>,
-    path: &str,
+    path: &Path<'_>,
     positive: bool,
 ) -> Option<Duration> {
     match parse_with_help(&text.value.0) {
@@ -49,7 +54,7 @@ pub(super) fn duration(
 pub(super) fn trigger_rule(
     report: &mut Report,
     text: &Sp<TriggerRuleText>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Option<TriggerRule> {
     let found = &text.value.0;
     if let Some(rule) = TriggerRule::parse(found) {
@@ -82,14 +87,14 @@ pub(super) struct RetryFields {
 }
 
 /// Checks the values of a `retry` mapping at `path`. Bad fields are reported and left unset.
-pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> RetryFields {
+pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &Path<'_>) -> RetryFields {
     let mut fields = RetryFields::default();
     if let Some(attempts) = &raw.max_attempts {
         match u32::try_from(attempts.value) {
             Ok(value) if value >= 1 => fields.max_attempts = Some(value),
             _ => report.error(
                 attempts.pos,
-                &child(path, "max_attempts"),
+                &path.key("max_attempts"),
                 format!(
                     "expected a number of attempts from 1 (no retry) to {}, found `{}`",
                     u32::MAX,
@@ -99,12 +104,12 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> R
         }
     }
     if let Some(text) = &raw.initial_interval {
-        fields.initial_interval = duration(report, text, &child(path, "initial_interval"), false)
+        fields.initial_interval = duration(report, text, &path.key("initial_interval"), false)
             .map(|d| Sp::new(d, text.pos));
     }
     if let Some(text) = &raw.max_interval {
-        fields.max_interval = duration(report, text, &child(path, "max_interval"), false)
-            .map(|d| Sp::new(d, text.pos));
+        fields.max_interval =
+            duration(report, text, &path.key("max_interval"), false).map(|d| Sp::new(d, text.pos));
     }
     if let Some(coefficient) = &raw.backoff_coefficient {
         if coefficient.value.is_finite() && coefficient.value >= 1.0 {
@@ -112,7 +117,7 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> R
         } else {
             report.error(
                 coefficient.pos,
-                &child(path, "backoff_coefficient"),
+                &path.key("backoff_coefficient"),
                 format!(
                     "expected a backoff coefficient of at least 1.0, found `{}`",
                     coefficient.value
@@ -126,7 +131,7 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> R
             "none" => fields.jitter = Some(Jitter::None),
             other => report.push(
                 jitter.pos,
-                &child(path, "jitter"),
+                &path.key("jitter"),
                 format!(
                     "unknown jitter `{}`, expected `full` or `none`",
                     names::shorten(other)
@@ -136,14 +141,14 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> R
         }
     }
     if let Some(codes) = &raw.non_retryable_exit_codes {
-        let codes_path = child(path, "non_retryable_exit_codes");
+        let codes_path = path.key("non_retryable_exit_codes");
         let mut valid = Vec::with_capacity(codes.value.len());
         for (index, code) in codes.value.iter().enumerate() {
             match i32::try_from(code.value.0) {
                 Ok(value) if (1..=255).contains(&value) => valid.push(value),
                 _ => report.error(
                     code.pos,
-                    &item(&codes_path, index),
+                    &codes_path.index(index),
                     format!(
                         "expected an exit code from 1 to 255, found `{}`",
                         code.value.0
@@ -158,62 +163,58 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &str) -> R
     fields
 }
 
-/// Where a retry policy's fields come from, for [`merge_retry`].
+/// One layer of a retry policy for [`merge_retry`].
 pub(super) struct RetryLayer<'a> {
     /// The checked fields.
     pub fields: &'a RetryFields,
     /// Field path of the `retry` mapping (`defaults.retry`, `tasks.load.retry`).
-    pub path: &'a str,
+    pub path: &'a Path<'a>,
 }
 
 /// Merges `task` over `defaults` over the built-in defaults, field by field, and checks that
-/// `max_interval` is at least `initial_interval`. A violation is reported on the layer that
-/// set one of the two (the task when it set either; reported once for `defaults`).
+/// `max_interval` is at least `initial_interval`. A violation is reported on the innermost
+/// layer given, and only when that layer set one of the two fields, so a bad
+/// `defaults.retry` is reported once (when checked alone) and not again for every task.
 pub(super) fn merge_retry(
     report: &mut Report,
     defaults: Option<RetryLayer<'_>>,
     task: Option<RetryLayer<'_>>,
 ) -> RetryPolicy {
     let builtin = RetryPolicy::default();
-    let layers: Vec<&RetryLayer<'_>> = defaults.iter().chain(task.iter()).collect();
-    let pick = |get: &dyn Fn(&RetryFields) -> Option<Sp<Duration>>| {
-        layers
-            .iter()
-            .rev()
-            .find_map(|layer| get(layer.fields).map(|value| (value, layer.path)))
-    };
-    let initial = pick(&|f| f.initial_interval.clone());
-    let max = pick(&|f| f.max_interval.clone());
+    let layers: Vec<RetryLayer<'_>> = defaults.into_iter().chain(task).collect();
+    // The innermost layer that sets a field wins.
+    let last = |set: &dyn Fn(&RetryFields) -> bool| layers.iter().rposition(|l| set(l.fields));
+    let initial = last(&|f| f.initial_interval.is_some());
+    let max = last(&|f| f.max_interval.is_some());
     let initial_interval = initial
-        .as_ref()
-        .map_or(builtin.initial_interval, |(d, _)| d.value);
-    let max_interval = match &max {
-        Some((d, _)) => d.value,
-        None => initial_interval
-            .checked_mul(100)
-            .unwrap_or(Duration::MAX),
+        .and_then(|i| layers[i].fields.initial_interval.as_ref())
+        .map_or(builtin.initial_interval, |d| d.value);
+    let max_set = max.and_then(|i| layers[i].fields.max_interval.as_ref().map(|d| (i, d)));
+    let max_interval = match max_set {
+        Some((_, d)) => d.value,
+        None => initial_interval.checked_mul(100).unwrap_or(Duration::MAX),
     };
-    if let Some((max_value, max_path)) = &max
+    let innermost = layers.len().checked_sub(1);
+    if let Some((max_layer, max_value)) = max_set
         && max_value.value < initial_interval
     {
-        // Report on the innermost layer that set either field, so a bad `defaults.retry` is
-        // reported once and not again for every task.
-        let innermost = layers.last().map(|layer| layer.path).unwrap_or_default();
-        let from = |path: &str| {
-            if path == innermost {
+        let from = |layer: usize| {
+            if Some(layer) == innermost {
                 String::new()
             } else {
-                format!(" (from `{path}`)")
+                format!(" (from `{}`)", layers[layer].path)
             }
         };
-        let initial_from = initial.as_ref().map_or(" (the default)".to_string(), |(_, p)| from(p));
-        let location: Option<(Pos, String)> = if *max_path == innermost {
-            Some((max_value.pos, child(max_path, "max_interval")))
+        let initial_from = initial.map_or(" (the default)".to_string(), from);
+        let location: Option<(Pos, Path<'_>)> = if Some(max_layer) == innermost {
+            Some((max_value.pos, layers[max_layer].path.key("max_interval")))
         } else {
             initial
-                .as_ref()
-                .filter(|(_, path)| *path == innermost)
-                .map(|(value, path)| (value.pos, child(path, "initial_interval")))
+                .filter(|&layer| Some(layer) == innermost)
+                .and_then(|layer| {
+                    let value = layers[layer].fields.initial_interval.as_ref()?;
+                    Some((value.pos, layers[layer].path.key("initial_interval")))
+                })
         };
         if let Some((pos, path)) = location {
             report.error(
@@ -222,28 +223,26 @@ pub(super) fn merge_retry(
                 format!(
                     "`max_interval` {}{} is less than `initial_interval` {}{initial_from}",
                     format_duration(max_value.value),
-                    from(max_path),
+                    from(max_layer),
                     format_duration(initial_interval),
                 ),
             );
         }
     }
-    let get = |pick_field: &dyn Fn(&RetryFields) -> bool| {
-        layers.iter().rev().find(|layer| pick_field(layer.fields)).map(|l| l.fields)
-    };
+    let field = |set: &dyn Fn(&RetryFields) -> bool| last(set).map(|i| layers[i].fields);
     RetryPolicy {
-        max_attempts: get(&|f| f.max_attempts.is_some())
+        max_attempts: field(&|f| f.max_attempts.is_some())
             .and_then(|f| f.max_attempts)
             .unwrap_or(builtin.max_attempts),
         initial_interval,
-        backoff_coefficient: get(&|f| f.backoff_coefficient.is_some())
+        backoff_coefficient: field(&|f| f.backoff_coefficient.is_some())
             .and_then(|f| f.backoff_coefficient)
             .unwrap_or(builtin.backoff_coefficient),
         max_interval,
-        jitter: get(&|f| f.jitter.is_some())
+        jitter: field(&|f| f.jitter.is_some())
             .and_then(|f| f.jitter)
             .unwrap_or(builtin.jitter),
-        non_retryable_exit_codes: get(&|f| f.non_retryable_exit_codes.is_some())
+        non_retryable_exit_codes: field(&|f| f.non_retryable_exit_codes.is_some())
             .and_then(|f| f.non_retryable_exit_codes.clone())
             .unwrap_or(builtin.non_retryable_exit_codes),
     }

@@ -9,7 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::names::shorten;
 use crate::raw::Sp;
-use crate::report::{Report, child, did_you_mean, item};
+use crate::report::{Path, Report, did_you_mean};
 use crate::yaml::Pos;
 
 /// Where task `task` names an upstream in its `needs`.
@@ -45,26 +45,31 @@ pub(super) struct TaskNeeds<'a> {
 
 impl TaskGraph {
     /// Resolves every task's `needs` (reporting unknown ids, self-needs and repeated ids) and
-    /// reports each cycle once.
-    pub(super) fn build(report: &mut Report, tasks: &[TaskNeeds<'_>]) -> TaskGraph {
-        let index: HashMap<&str, usize> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, task)| (task.key.value.as_str(), i))
-            .collect();
+    /// reports each cycle once. `index` gives each task's number by id.
+    pub(super) fn build(
+        report: &mut Report,
+        tasks: &[TaskNeeds<'_>],
+        index: &HashMap<&str, usize>,
+    ) -> TaskGraph {
         let mut graph = DiGraph::<(), ()>::with_capacity(tasks.len(), tasks.len());
         for _ in tasks {
             graph.add_node(());
         }
         let mut sites = Vec::with_capacity(tasks.len());
+        // For each upstream: (1 + the task whose list named it last, index of that site), so
+        // repeated ids are found without scanning the list.
+        let mut named_by: Vec<(usize, usize)> = vec![(0, 0); tasks.len()];
         for (task_index, task) in tasks.iter().enumerate() {
             let mut task_sites: Vec<NeedSite> = Vec::new();
             let id = &task.key.value;
-            let needs_path = child(&child("tasks", id), "needs");
+            let tasks_path = Path::ROOT.key("tasks");
+            let task_path = tasks_path.key(id);
+            let needs_path = task_path.key("needs");
             for (list_index, need) in task.needs.iter().flat_map(|n| n.value.iter()).enumerate() {
-                let path = item(&needs_path, list_index);
+                let path = needs_path.index(list_index);
                 let Some(&upstream) = index.get(need.value.as_str()) else {
-                    let help = did_you_mean(&need.value, tasks.iter().map(|t| t.key.value.as_str()));
+                    let help =
+                        did_you_mean(&need.value, tasks.iter().map(|t| t.key.value.as_str()));
                     report.push(
                         need.pos,
                         &path,
@@ -80,19 +85,22 @@ impl TaskGraph {
                     report.error(need.pos, &path, format!("task `{id}` needs itself"));
                     continue;
                 }
-                if let Some(first) = task_sites.iter().find(|site| site.upstream == upstream) {
+                let (named_in, site_index) = named_by[upstream];
+                if named_in == task_index + 1 {
+                    let first = &task_sites[site_index];
                     report.error(
                         need.pos,
                         &path,
                         format!(
                             "task `{id}` needs `{}` twice (also at `{}`)",
                             need.value,
-                            item(&needs_path, first.index)
+                            needs_path.index(first.index)
                         ),
                     );
                     continue;
                 }
                 graph.add_edge(NodeIndex::new(upstream), NodeIndex::new(task_index), ());
+                named_by[upstream] = (task_index + 1, task_sites.len());
                 task_sites.push(NeedSite {
                     upstream,
                     pos: need.pos,
@@ -156,14 +164,16 @@ impl TaskGraph {
             if let Some(cycle) = self.shortest_cycle(start, &in_component) {
                 let names: Vec<&str> = cycle.iter().map(|&t| tasks[t].key.value.as_str()).collect();
                 let closing = cycle[cycle.len() - 2];
-                let site = self.sites[start].iter().find(|site| site.upstream == closing);
+                let site = self.sites[start]
+                    .iter()
+                    .find(|site| site.upstream == closing);
                 let id = &tasks[start].key.value;
+                let tasks_path = Path::ROOT.key("tasks");
+                let task_path = tasks_path.key(id);
+                let needs_path = task_path.key("needs");
                 let (pos, path) = match site {
-                    Some(site) => (
-                        site.pos,
-                        item(&child(&child("tasks", id), "needs"), site.index),
-                    ),
-                    None => (tasks[start].key.pos, child("tasks", id)),
+                    Some(site) => (site.pos, needs_path.index(site.index)),
+                    None => (tasks[start].key.pos, task_path),
                 };
                 report.error_with_help(
                     pos,

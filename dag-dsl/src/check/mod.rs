@@ -13,28 +13,35 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::limits;
+use crate::locate::Locator;
 use crate::names::{NameKind, shorten};
 use crate::raw::{
-    DimensionKeys, Entries, EnvKeys, MatrixValues, ParamKeys, ParamDefault, RawDefaults, RawTask,
+    DimensionKeys, Entries, EnvKeys, MatrixValues, ParamDefault, ParamKeys, RawDefaults, RawTask,
     RawWorkflow, ScalarText, Sp,
 };
-use crate::report::{Report, child, item};
+use crate::report::{Path, Report};
 use crate::spec::{ParamSpec, RetryPolicy, TriggerRule, WorkflowSpec};
 use fields::{RetryFields, RetryLayer};
 use graph::{TaskGraph, TaskNeeds};
 use templates::{Checked, Context, Scope, TaskInfo};
 
 /// Checks `raw` and builds the spec; `None` when an error was reported.
-pub(crate) fn workflow(raw: &RawWorkflow, version: String, report: &mut Report) -> Option<WorkflowSpec> {
+pub(crate) fn workflow(
+    raw: &RawWorkflow,
+    source: &str,
+    version: String,
+    report: &mut Report,
+) -> Option<WorkflowSpec> {
     let name = raw.name.as_ref().and_then(|name| {
         let name = Sp::new(name.value.0.clone(), name.pos);
-        fields::name(report, NameKind::Workflow, &name, "name").then_some(name.value)
+        fields::name(report, NameKind::Workflow, &name, &Path::ROOT.key("name"))
+            .then_some(name.value)
     });
     let params = params(report, raw.params.as_ref());
     let deadline = raw
         .deadline
         .as_ref()
-        .and_then(|text| fields::duration(report, text, "deadline", true));
+        .and_then(|text| fields::duration(report, text, &Path::ROOT.key("deadline"), true));
     let defaults = Defaults::check(report, raw.defaults.as_ref());
 
     let Some(tasks) = &raw.tasks else {
@@ -43,7 +50,7 @@ pub(crate) fn workflow(raw: &RawWorkflow, version: String, report: &mut Report) 
     if tasks.entries.is_empty() {
         report.error(
             tasks.pos,
-            "tasks",
+            &Path::ROOT.key("tasks"),
             "expected at least one task, found an empty mapping",
         );
         return None;
@@ -53,6 +60,11 @@ pub(crate) fn workflow(raw: &RawWorkflow, version: String, report: &mut Report) 
         .iter()
         .map(|(key, task)| TaskPlan::check(report, key, task, &defaults))
         .collect();
+    let by_id: HashMap<&str, usize> = plans
+        .iter()
+        .enumerate()
+        .map(|(index, plan)| (plan.key.value.as_str(), index))
+        .collect();
     let needs: Vec<TaskNeeds<'_>> = plans
         .iter()
         .map(|plan| TaskNeeds {
@@ -60,33 +72,34 @@ pub(crate) fn workflow(raw: &RawWorkflow, version: String, report: &mut Report) 
             needs: plan.raw.needs.as_ref(),
         })
         .collect();
-    let mut graph = TaskGraph::build(report, &needs);
+    let mut graph = TaskGraph::build(report, &needs, &by_id);
 
     let infos: Vec<TaskInfo<'_>> = plans
         .iter()
         .map(|plan| TaskInfo {
             id: &plan.key.value,
             matrix: &plan.matrix,
-            instances: plan.instances,
         })
         .collect();
-    let by_id: HashMap<&str, usize> = plans
-        .iter()
-        .enumerate()
-        .map(|(index, plan)| (plan.key.value.as_str(), index))
-        .collect();
+    let locator = Locator::new(source);
     let mut context = Context {
         params: &params,
         tasks: &infos,
+        by_id: &by_id,
         graph: &mut graph,
+        locator: &locator,
     };
     let default_templates = defaults.templates(report, &mut context);
     let task_templates: Vec<TaskTemplates> = plans
         .iter()
         .enumerate()
         .map(|(index, plan)| {
-            let scope = Scope::Task { task: index, by_id: &by_id };
-            plan.templates(report, &mut context, &scope, &default_templates)
+            plan.templates(
+                report,
+                &mut context,
+                &Scope::Task(index),
+                &default_templates,
+            )
         })
         .collect();
 
@@ -112,8 +125,9 @@ fn params(
     raw: Option<&Entries<ParamKeys, Sp<ParamDefault>>>,
 ) -> IndexMap<String, ParamSpec> {
     let mut params = IndexMap::new();
+    let params_path = Path::ROOT.key("params");
     for (name, default) in raw.iter().flat_map(|entries| entries.entries.iter()) {
-        fields::name(report, NameKind::Param, name, &child("params", &name.value));
+        fields::name(report, NameKind::Param, name, &params_path.key(&name.value));
         params.insert(
             name.value.clone(),
             ParamSpec {
@@ -128,11 +142,11 @@ fn params(
 fn env_entries<'r>(
     report: &mut Report,
     raw: Option<&'r Entries<EnvKeys, Sp<ScalarText>>>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Vec<(&'r Sp<String>, Sp<String>)> {
     let mut out = Vec::new();
     for (name, value) in raw.iter().flat_map(|entries| entries.entries.iter()) {
-        fields::name(report, NameKind::EnvVar, name, &child(path, &name.value));
+        fields::name(report, NameKind::EnvVar, name, &path.key(&name.value));
         out.push((name, Sp::new(value.value.0.clone(), value.pos)));
     }
     out
@@ -156,41 +170,51 @@ struct DefaultTemplates {
 
 impl<'r> Defaults<'r> {
     fn check(report: &mut Report, raw: Option<&'r RawDefaults>) -> Defaults<'r> {
+        let defaults_path = Path::ROOT.key("defaults");
+        let retry_path = defaults_path.key("retry");
         let retry = raw
             .and_then(|d| d.retry.as_ref())
-            .map(|retry| fields::retry_fields(report, retry, "defaults.retry"));
+            .map(|retry| fields::retry_fields(report, retry, &retry_path));
         let policy = fields::merge_retry(
             report,
             retry.as_ref().map(|fields| RetryLayer {
                 fields,
-                path: "defaults.retry",
+                path: &retry_path,
             }),
             None,
         );
         Defaults {
             retry,
             policy,
-            timeout: raw
-                .and_then(|d| d.timeout.as_ref())
-                .and_then(|text| fields::duration(report, text, "defaults.timeout", true)),
-            env: env_entries(report, raw.and_then(|d| d.env.as_ref()), "defaults.env"),
+            timeout: raw.and_then(|d| d.timeout.as_ref()).and_then(|text| {
+                fields::duration(report, text, &defaults_path.key("timeout"), true)
+            }),
+            env: env_entries(
+                report,
+                raw.and_then(|d| d.env.as_ref()),
+                &defaults_path.key("env"),
+            ),
             working_dir: raw.and_then(|d| d.working_dir.as_ref()),
         }
     }
 
     fn templates(&self, report: &mut Report, context: &mut Context<'_, '_>) -> DefaultTemplates {
+        let defaults_path = Path::ROOT.key("defaults");
+        let env_path = defaults_path.key("env");
         let env = self
             .env
             .iter()
             .map(|(name, value)| {
-                let path = child("defaults.env", &name.value);
-                let checked = context.check(report, value, &path, &Scope::Defaults);
+                let path = env_path.key(&name.value);
+                let checked =
+                    context.check(report, &value.value, value.pos, &path, &Scope::Defaults);
                 (name.value.clone(), checked)
             })
             .collect();
-        let working_dir = self.working_dir.map(|dir| {
-            context.check(report, dir, "defaults.working_dir", &Scope::Defaults)
-        });
+        let dir_path = defaults_path.key("working_dir");
+        let working_dir = self
+            .working_dir
+            .map(|dir| context.check(report, &dir.value, dir.pos, &dir_path, &Scope::Defaults));
         DefaultTemplates { env, working_dir }
     }
 }
@@ -199,7 +223,6 @@ impl<'r> Defaults<'r> {
 pub(super) struct TaskPlan<'r> {
     key: &'r Sp<String>,
     raw: &'r RawTask,
-    path: String,
     matrix: Vec<(String, Vec<String>)>,
     instances: u64,
     trigger_rule: TriggerRule,
@@ -222,30 +245,33 @@ impl<'r> TaskPlan<'r> {
         raw: &'r RawTask,
         defaults: &Defaults<'_>,
     ) -> TaskPlan<'r> {
-        let path = child("tasks", &key.value);
+        let tasks_path = Path::ROOT.key("tasks");
+        let path = tasks_path.key(&key.value);
         fields::name(report, NameKind::Task, key, &path);
         let (matrix, instances) = match &raw.matrix {
-            Some(matrix) => check_matrix(report, matrix, &child(&path, "matrix")),
+            Some(matrix) => check_matrix(report, matrix, &path.key("matrix")),
             None => (Vec::new(), 1),
         };
         let trigger_rule = raw
             .trigger_rule
             .as_ref()
-            .and_then(|rule| fields::trigger_rule(report, rule, &child(&path, "trigger_rule")))
+            .and_then(|rule| fields::trigger_rule(report, rule, &path.key("trigger_rule")))
             .unwrap_or_default();
         let timeout = match &raw.timeout {
-            Some(text) => fields::duration(report, text, &child(&path, "timeout"), true),
+            Some(text) => fields::duration(report, text, &path.key("timeout"), true),
             None => defaults.timeout,
         };
         let retry = match &raw.retry {
             Some(retry) => {
-                let retry_path = child(&path, "retry");
+                let retry_path = path.key("retry");
                 let own = fields::retry_fields(report, retry, &retry_path);
+                let defaults_path = Path::ROOT.key("defaults");
+                let defaults_retry_path = defaults_path.key("retry");
                 fields::merge_retry(
                     report,
                     defaults.retry.as_ref().map(|fields| RetryLayer {
                         fields,
-                        path: "defaults.retry",
+                        path: &defaults_retry_path,
                     }),
                     Some(RetryLayer {
                         fields: &own,
@@ -260,7 +286,7 @@ impl<'r> TaskPlan<'r> {
         {
             report.error_with_help(
                 run.pos,
-                &child(&path, "run"),
+                &path.key("run"),
                 "expected a shell command, found an empty string",
                 "leave `run` out for a task that runs nothing",
             );
@@ -268,7 +294,6 @@ impl<'r> TaskPlan<'r> {
         TaskPlan {
             key,
             raw,
-            path,
             matrix,
             instances,
             trigger_rule,
@@ -281,21 +306,32 @@ impl<'r> TaskPlan<'r> {
         &self,
         report: &mut Report,
         context: &mut Context<'_, '_>,
-        scope: &Scope<'_>,
+        scope: &Scope,
         defaults: &DefaultTemplates,
     ) -> TaskTemplates {
-        let run = self.raw.run.as_ref().map(|run| {
-            let text = Sp::new(run.value.0.clone(), run.pos);
-            context.check(report, &text, &child(&self.path, "run"), scope)
-        });
+        let tasks_path = Path::ROOT.key("tasks");
+        let path = tasks_path.key(&self.key.value);
+        let run = self
+            .raw
+            .run
+            .as_ref()
+            .map(|run| context.check(report, &run.value.0, run.pos, &path.key("run"), scope));
         let working_dir = match &self.raw.working_dir {
-            Some(dir) => Some(context.check(report, dir, &child(&self.path, "working_dir"), scope)),
+            Some(dir) => {
+                Some(context.check(report, &dir.value, dir.pos, &path.key("working_dir"), scope))
+            }
             None => defaults.working_dir.clone(),
         };
         let mut env: BTreeMap<String, Checked> = defaults.env.iter().cloned().collect();
-        let env_path = child(&self.path, "env");
+        let env_path = path.key("env");
         for (name, value) in env_entries(report, self.raw.env.as_ref(), &env_path) {
-            let checked = context.check(report, &value, &child(&env_path, &name.value), scope);
+            let checked = context.check(
+                report,
+                &value.value,
+                value.pos,
+                &env_path.key(&name.value),
+                scope,
+            );
             env.insert(name.value.clone(), checked);
         }
         TaskTemplates {
@@ -313,7 +349,7 @@ impl<'r> TaskPlan<'r> {
 fn check_matrix(
     report: &mut Report,
     matrix: &Entries<DimensionKeys, Sp<MatrixValues>>,
-    path: &str,
+    path: &Path<'_>,
 ) -> (Vec<(String, Vec<String>)>, u64) {
     if matrix.entries.is_empty() {
         report.error(
@@ -326,7 +362,7 @@ fn check_matrix(
     let mut dimensions = Vec::with_capacity(matrix.entries.len());
     let mut combinations: u64 = 1;
     for (name, values) in &matrix.entries {
-        let dimension_path = child(path, &name.value);
+        let dimension_path = path.key(&name.value);
         fields::name(report, NameKind::MatrixDimension, name, &dimension_path);
         if values.value.0.is_empty() {
             report.error(
@@ -344,13 +380,13 @@ fn check_matrix(
             if let Some(first) = seen.get(value.value.0.as_str()) {
                 report.error(
                     value.pos,
-                    &item(&dimension_path, index),
+                    &dimension_path.index(index),
                     format!(
                         "value `{}` appears twice in matrix dimension `{}` (also at `{}`): \
                          instance ids would repeat",
                         shorten(&value.value.0),
                         name.value,
-                        item(&dimension_path, *first)
+                        dimension_path.index(*first)
                     ),
                 );
                 continue;
@@ -383,11 +419,13 @@ fn check_limits(
     templates: &[TaskTemplates],
     graph: &TaskGraph,
 ) {
-    let instances: u64 = plans.iter().fold(0, |sum, plan| sum.saturating_add(plan.instances));
+    let instances: u64 = plans
+        .iter()
+        .fold(0, |sum, plan| sum.saturating_add(plan.instances));
     if instances > limits::MAX_TASK_INSTANCES {
         report.error(
             pos,
-            "tasks",
+            &Path::ROOT.key("tasks"),
             format!(
                 "the workflow expands to {instances} task instances, more than the limit of {}",
                 limits::MAX_TASK_INSTANCES
@@ -403,7 +441,7 @@ fn check_limits(
     if edges > limits::MAX_EDGES {
         report.error(
             pos,
-            "tasks",
+            &Path::ROOT.key("tasks"),
             format!(
                 "the workflow expands to {edges} dependencies between task instances, more \
                  than the limit of {}",
@@ -424,7 +462,7 @@ fn check_limits(
     if bytes > limits::MAX_EXPANDED_TEXT_BYTES {
         report.error(
             pos,
-            "tasks",
+            &Path::ROOT.key("tasks"),
             format!(
                 "the workflow's commands and env values expand to {bytes} bytes, more than the \
                  limit of {}",

@@ -9,16 +9,41 @@ use indexmap::IndexMap;
 
 use crate::check::graph::TaskGraph;
 use crate::expr::{self, Expr, Piece};
+use crate::locate::Locator;
 use crate::names::shorten;
-use crate::raw::Sp;
-use crate::report::{Report, did_you_mean, one_of};
+use crate::report::{Path, Report, all_of, did_you_mean};
 use crate::spec::{ParamSpec, TaskIndex};
 use crate::template::{Segment, Template};
+use crate::yaml::Pos;
 
-/// A template whose references have all been checked.
+/// A template whose references have all been checked, with output references resolved to
+/// task numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Checked {
-    pieces: Vec<Piece>,
+    parts: Vec<Part>,
+}
+
+/// A piece of a checked template.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Param(String),
+    Matrix(String),
+    /// An output of task number `task` (a task without matrix).
+    Output {
+        task: usize,
+        key: String,
+    },
+    RunId,
+    WorkflowName,
+}
+
+/// Where an expression is: character `offset` of `text`, a value written at `pos`.
+#[derive(Clone, Copy)]
+struct Located<'t> {
+    text: &'t str,
+    pos: Pos,
+    offset: usize,
 }
 
 /// A task as seen from templates of other tasks.
@@ -27,21 +52,14 @@ pub(super) struct TaskInfo<'a> {
     pub id: &'a str,
     /// Its matrix dimensions with their values (empty for a non-matrix task).
     pub matrix: &'a [(String, Vec<String>)],
-    /// Number of instances after expansion.
-    pub instances: u64,
 }
 
 /// Where a template is used.
-pub(super) enum Scope<'s> {
+pub(super) enum Scope {
     /// In `defaults`: only params, `run.id` and `workflow.name`.
     Defaults,
     /// In task number `task`.
-    Task {
-        /// Index of the task.
-        task: usize,
-        /// Task index by id.
-        by_id: &'s HashMap<&'s str, usize>,
-    },
+    Task(usize),
 }
 
 /// What templates are checked against.
@@ -50,55 +68,67 @@ pub(super) struct Context<'a, 'g> {
     pub params: &'a IndexMap<String, ParamSpec>,
     /// Every task, in file order.
     pub tasks: &'a [TaskInfo<'a>],
+    /// Task number by id.
+    pub by_id: &'a HashMap<&'a str, usize>,
     /// The task graph.
     pub graph: &'g mut TaskGraph,
+    /// Finds where expressions start in the file.
+    pub locator: &'a Locator<'a>,
 }
 
 impl Context<'_, '_> {
-    /// Parses and checks `text` (at `path`), reporting every problem. Pieces with errors are
-    /// dropped from the result (which is only used when the file has no error).
+    /// Parses and checks `text`, written at `pos`, on field `path`, reporting every problem.
+    /// Pieces with errors are dropped from the result (which is only used when the file has
+    /// no error).
     pub(super) fn check(
         &mut self,
         report: &mut Report,
-        text: &Sp<String>,
-        path: &str,
-        scope: &Scope<'_>,
+        text: &str,
+        pos: Pos,
+        path: &Path<'_>,
+        scope: &Scope,
     ) -> Checked {
-        let (pieces, errors) = expr::parse(&text.value);
+        let (pieces, errors) = expr::parse(text);
         for error in errors {
-            report.push(text.pos, path, error.message, error.help);
+            let at = self.locator.inside(pos, text, error.offset);
+            report.push(at, path, error.message, error.help);
         }
-        let mut checked = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            let ok = match &piece {
-                Piece::Text(_) => true,
-                Piece::Expr(expr) => self.check_expr(report, expr, text, path, scope),
+        let mut parts = Vec::with_capacity(pieces.len());
+        for (offset, piece) in pieces {
+            let part = match piece {
+                Piece::Text(text) => Some(Part::Text(text)),
+                Piece::Expr(expr) => {
+                    let at = Located { text, pos, offset };
+                    self.check_expr(report, expr, at, path, scope)
+                }
             };
-            if ok {
-                checked.push(piece);
-            }
+            parts.extend(part);
         }
-        Checked { pieces: checked }
+        Checked { parts }
     }
 
     fn check_expr(
         &mut self,
         report: &mut Report,
-        expr: &Expr,
-        text: &Sp<String>,
-        path: &str,
-        scope: &Scope<'_>,
-    ) -> bool {
-        let source = expr.source();
+        expr: Expr,
+        at: Located<'_>,
+        path: &Path<'_>,
+        scope: &Scope,
+    ) -> Option<Part> {
+        // Formatted only when an error is reported.
+        let source = &expr;
+        let locator = self.locator;
         let fail = |report: &mut Report, message: String, help: Option<String>| {
-            report.push(text.pos, path, message, help);
-            false
+            let pos = locator.inside(at.pos, at.text, at.offset);
+            report.push(pos, path, message, help);
+            None
         };
-        match (expr, scope) {
-            (Expr::RunId | Expr::WorkflowName, _) => true,
+        match (&expr, scope) {
+            (Expr::RunId, _) => Some(Part::RunId),
+            (Expr::WorkflowName, _) => Some(Part::WorkflowName),
             (Expr::Param(name), _) => {
                 if self.params.contains_key(name) {
-                    return true;
+                    return Some(Part::Param(name.clone()));
                 }
                 let help = did_you_mean(name, self.params.keys().map(String::as_str))
                     .unwrap_or_else(|| format!("declare it under `params:`, e.g. `{name}: ~`"));
@@ -106,7 +136,7 @@ impl Context<'_, '_> {
                     "the workflow declares no params".to_string()
                 } else {
                     let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
-                    format!("declared params are {}", one_of(&names))
+                    format!("declared params are {}", all_of(&names))
                 };
                 fail(
                     report,
@@ -119,17 +149,20 @@ impl Context<'_, '_> {
                 format!("`{source}` cannot be used in `defaults`: its value depends on the task"),
                 Some("set this value in the task's own fields instead".to_string()),
             ),
-            (Expr::Matrix(dimension), Scope::Task { task, .. }) => {
+            (Expr::Matrix(dimension), Scope::Task(task)) => {
                 let info = &self.tasks[*task];
                 if info.matrix.is_empty() {
                     return fail(
                         report,
-                        format!("`{source}` is used in task `{}`, which has no `matrix`", info.id),
+                        format!(
+                            "`{source}` is used in task `{}`, which has no `matrix`",
+                            info.id
+                        ),
                         None,
                     );
                 }
                 if info.matrix.iter().any(|(name, _)| name == dimension) {
-                    return true;
+                    return Some(Part::Matrix(dimension.clone()));
                 }
                 let names: Vec<&str> = info.matrix.iter().map(|(name, _)| name.as_str()).collect();
                 fail(
@@ -138,14 +171,14 @@ impl Context<'_, '_> {
                         "`{source}`: task `{}` has no matrix dimension `{dimension}`; its \
                          dimensions are {}",
                         info.id,
-                        one_of(&names)
+                        all_of(&names)
                     ),
                     did_you_mean(dimension, names.iter().copied()),
                 )
             }
-            (Expr::Output { task: target, .. }, Scope::Task { task, by_id }) => {
+            (Expr::Output { task: target, key }, Scope::Task(task)) => {
                 let id = self.tasks[*task].id;
-                let Some(&target_index) = by_id.get(target.as_str()) else {
+                let Some(&target_index) = self.by_id.get(target.as_str()) else {
                     return fail(
                         report,
                         format!(
@@ -167,9 +200,8 @@ impl Context<'_, '_> {
                     return fail(
                         report,
                         format!(
-                            "`{source}` reads task `{target}`, which is a matrix task ({} \
-                             instances): the outputs of a matrix task cannot be referenced",
-                            target_info.instances
+                            "`{source}` reads task `{target}`, which is a matrix task: the \
+                             outputs of a matrix task's instances cannot be referenced"
                         ),
                         Some(format!(
                             "publish the value from a task without `matrix` that needs `{target}`"
@@ -177,7 +209,10 @@ impl Context<'_, '_> {
                     );
                 }
                 if self.graph.is_upstream(target_index, *task) {
-                    return true;
+                    return Some(Part::Output {
+                        task: target_index,
+                        key: key.clone(),
+                    });
                 }
                 fail(
                     report,
@@ -195,29 +230,29 @@ impl Checked {
     /// Estimated size in bytes of one rendering of this template in an instance of a task
     /// with `matrix` (matrix references count as their longest value).
     pub(super) fn expanded_len(&self, matrix: &[(String, Vec<String>)]) -> u64 {
-        self.pieces
+        self.parts
             .iter()
-            .map(|piece| match piece {
-                Piece::Text(text) => text.len() as u64,
-                Piece::Expr(Expr::Matrix(dimension)) => matrix
+            .map(|part| match part {
+                Part::Text(text) => text.len() as u64,
+                Part::Matrix(dimension) => matrix
                     .iter()
                     .find(|(name, _)| name == dimension)
                     .and_then(|(_, values)| values.iter().map(String::len).max())
                     .unwrap_or(0) as u64,
-                Piece::Expr(_) => 0,
+                _ => 0,
             })
             .sum()
     }
 
     /// The template of one instance: matrix values substituted into the text (`combination`
-    /// gives this instance's value per dimension), outputs pointed at the instance index of
-    /// their task (`first_instance` by task id; referenced tasks have one instance).
+    /// gives this instance's value per dimension), outputs pointed at the instance of their
+    /// task (`first_instance` by task number; referenced tasks have one instance).
     pub(super) fn instantiate(
         &self,
         combination: &[(String, String)],
-        first_instance: &HashMap<&str, TaskIndex>,
+        first_instance: &[TaskIndex],
     ) -> Template {
-        let mut segments: Vec<Segment> = Vec::with_capacity(self.pieces.len());
+        let mut segments: Vec<Segment> = Vec::with_capacity(self.parts.len());
         let push_text = |segments: &mut Vec<Segment>, text: &str| {
             if let Some(Segment::Text(last)) = segments.last_mut() {
                 last.push_str(text);
@@ -225,27 +260,27 @@ impl Checked {
                 segments.push(Segment::Text(text.to_string()));
             }
         };
-        for piece in &self.pieces {
-            match piece {
-                Piece::Text(text) => push_text(&mut segments, text),
-                Piece::Expr(Expr::Matrix(dimension)) => {
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => push_text(&mut segments, text),
+                Part::Matrix(dimension) => {
                     let value = combination
                         .iter()
                         .find(|(name, _)| name == dimension)
                         .map_or("", |(_, value)| value.as_str());
                     push_text(&mut segments, value);
                 }
-                Piece::Expr(Expr::Param(name)) => segments.push(Segment::Param(name.clone())),
-                Piece::Expr(Expr::Output { task, key }) => {
-                    if let Some(&index) = first_instance.get(task.as_str()) {
+                Part::Param(name) => segments.push(Segment::Param(name.clone())),
+                Part::Output { task, key } => {
+                    if let Some(&index) = first_instance.get(*task) {
                         segments.push(Segment::TaskOutput {
                             task: index,
                             key: key.clone(),
                         });
                     }
                 }
-                Piece::Expr(Expr::RunId) => segments.push(Segment::RunId),
-                Piece::Expr(Expr::WorkflowName) => segments.push(Segment::WorkflowName),
+                Part::RunId => segments.push(Segment::RunId),
+                Part::WorkflowName => segments.push(Segment::WorkflowName),
             }
         }
         Template { segments }
