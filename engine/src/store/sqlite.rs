@@ -24,14 +24,18 @@ mod write;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_crash;
+#[cfg(test)]
 mod tests_damage;
+#[cfg(test)]
+mod tests_suite_faults;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{CheckpointStore, Owner, RunFilter, RunSummary, StoreError};
 use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
@@ -197,9 +201,7 @@ fn open_connection(context: &Context, flags: OpenFlags) -> Result<Connection, St
     connection
         .busy_timeout(context.busy_timeout)
         .map_err(|error| error::sql(context, "setting the busy timeout", error))?;
-    let mode: String = connection
-        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-        .map_err(|error| error::sql(context, "switching to the WAL journal", error))?;
+    let mode = switch_to_wal(context, &connection)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend {
             location: context.location.clone(),
@@ -219,6 +221,30 @@ fn open_connection(context: &Context, flags: OpenFlags) -> Result<Connection, St
         .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
         .map_err(|error| error::sql(context, "setting the WAL size limit", error))?;
     Ok(connection)
+}
+
+/// Sets the WAL journal and returns the journal mode SQLite reports. Switching a new file
+/// to WAL needs an exclusive lock, and when several connections try at once SQLite answers
+/// `SQLITE_BUSY` to some of them *without* waiting (deadlock avoidance), so this retries
+/// until the busy timeout has passed.
+fn switch_to_wal(context: &Context, connection: &Connection) -> Result<String, StoreError> {
+    let deadline = Instant::now() + context.busy_timeout;
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(error)
+                if matches!(
+                    error.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => {
+                return Err(error::sql(context, "switching to the WAL journal", error));
+            }
+        }
+    }
 }
 
 #[async_trait]
