@@ -23,9 +23,15 @@ fn validate_prints_every_error_with_its_place_and_exits_1() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     let stderr = text(&output.stderr);
-    assert!(stdout.contains("good.yaml: ok (workflow `good`, 1 task)"), "{stdout}");
+    assert!(
+        stdout.contains("good.yaml: ok (workflow `good`, 1 task)"),
+        "{stdout}"
+    );
     assert!(stderr.contains("bad.yaml:5:5: error: tasks.a"), "{stderr}");
-    assert!(stderr.contains("bad.yaml:7:13: error: tasks.b.needs[0]"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:7:13: error: tasks.b.needs[0]"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 errors found"), "{stderr}");
 }
 
@@ -51,10 +57,17 @@ tasks:
     );
     let output = workspace.output(&["run", "hello.yaml", "--param", "who=tandem"]);
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
     assert!(stdout.starts_with("run "), "{stdout}");
     let run_id = run_id_of(&stdout);
-    assert!(stdout.contains(&format!("run {run_id} succeeded in")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("run {run_id} succeeded in")),
+        "{stdout}"
+    );
 
     let logs = workspace.output(&["logs", &run_id, "shout"]);
     assert_eq!(text(&logs.stdout), "HELLO TANDEM!\n");
@@ -99,21 +112,37 @@ fn ctrl_c_cancels_cleanly_and_leaves_nothing_running() {
     );
     let mut child = workspace.spawn(&["run", "long.yaml", "--kill-grace", "2s"]);
     let run_id = run_id_of(&read_first_line(&mut child));
-    let pid_files = [workspace.path().join("a.pid"), workspace.path().join("b.pid")];
+    let pid_files = [
+        workspace.path().join("a.pid"),
+        workspace.path().join("b.pid"),
+    ];
     assert!(wait_until(Duration::from_secs(10), || pid_files
         .iter()
-        .all(|file| std::fs::read_to_string(file).is_ok_and(|text| text.ends_with('\n')))));
+        .all(
+            |file| std::fs::read_to_string(file).is_ok_and(|text| text.ends_with('\n'))
+        )));
     let started = Instant::now();
     signal(&child, Signal::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "exit status {status}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     for file in &pid_files {
-        let pid: u32 = std::fs::read_to_string(file).unwrap().trim().parse().unwrap();
+        let pid: u32 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // Process groups are gone: the shell and its `sleep` (zombies waiting for a reaper
         // do not count).
         let left = tandem_engine::executor::process::live_group_members(pid).unwrap();
-        assert!(left.is_empty(), "process group {pid} survived the cancel: {left:?}");
+        assert!(
+            left.is_empty(),
+            "process group {pid} survived the cancel: {left:?}"
+        );
     }
     let shown = workspace.show(&run_id);
     assert_eq!(shown["status"], "cancelled");
@@ -161,7 +190,11 @@ fn bad_params_and_unknown_runs_are_input_errors() {
     assert!(ok.status.success());
     let no_run = workspace.output(&["resume", "0193a5c2-7d1e-7c3a-9f00-2b1c4d5e6f70"]);
     assert_eq!(no_run.status.code(), Some(2));
-    assert!(text(&no_run.stderr).contains("not found"), "{}", text(&no_run.stderr));
+    assert!(
+        text(&no_run.stderr).contains("not found"),
+        "{}",
+        text(&no_run.stderr)
+    );
     let not_an_id = workspace.output(&["show", "nope"]);
     assert_eq!(not_an_id.status.code(), Some(2));
     assert!(text(&not_an_id.stderr).contains("expected a run id"));
@@ -193,7 +226,11 @@ fn a_damaged_state_file_gives_a_clear_error_not_a_panic() {
     let empty = Workspace::new();
     let output = empty.output(&["runs"]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(text(&output.stderr).contains("no state store"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("no state store"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -206,7 +243,11 @@ fn graph_and_schema() {
     let dot = text(&workspace.output(&["graph", "g.yaml"]).stdout);
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("b[n=1]"), "{dot}");
-    let mermaid = text(&workspace.output(&["graph", "g.yaml", "--format", "mermaid"]).stdout);
+    let mermaid = text(
+        &workspace
+            .output(&["graph", "g.yaml", "--format", "mermaid"])
+            .stdout,
+    );
     assert!(mermaid.starts_with("flowchart"), "{mermaid}");
     let schema = workspace.output(&["schema"]);
     let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();

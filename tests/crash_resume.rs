@@ -132,11 +132,17 @@ fn crash_and_resume(kill_points: &[Duration]) {
         assert_eq!(last["outcome"]["status"], "succeeded", "task {id}");
         for attempt in earlier {
             // The only failures in this workflow are the crashes.
-            assert_eq!(attempt["outcome"]["status"], "interrupted", "task {id}: {attempt}");
+            assert_eq!(
+                attempt["outcome"]["status"], "interrupted",
+                "task {id}: {attempt}"
+            );
         }
         let succeeded = last["attempt"].as_u64().unwrap() as u32;
         if id == "join" {
-            assert!(!executions.contains_key(id), "an empty task runs no process");
+            assert!(
+                !executions.contains_key(id),
+                "an empty task runs no process"
+            );
             continue;
         }
         let runs = executions
@@ -145,7 +151,11 @@ fn crash_and_resume(kill_points: &[Duration]) {
         let mut numbers: Vec<u32> = runs.iter().map(|(attempt, _)| *attempt).collect();
         numbers.sort();
         numbers.dedup();
-        assert_eq!(numbers.len(), runs.len(), "task {id}: an attempt executed twice: {runs:?}");
+        assert_eq!(
+            numbers.len(),
+            runs.len(),
+            "task {id}: an attempt executed twice: {runs:?}"
+        );
         // Write-ahead: no execution without a recorded attempt; and nothing ran after the
         // recorded success.
         assert!(

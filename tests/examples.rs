@@ -59,7 +59,11 @@ fn every_example_validates() {
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let output = workspace.output(&args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -105,9 +109,15 @@ fn airports_pipeline_fans_out_and_joins_on_real_data() {
     let run_id = run_id_of(&stdout);
     let shown = workspace.show(&run_id);
     let states = states(&shown);
-    let instances = states.iter().filter(|(id, _)| id.starts_with("state[")).count();
+    let instances = states
+        .iter()
+        .filter(|(id, _)| id.starts_with("state["))
+        .count();
     assert!(instances >= 50, "fan-out of {instances} instances");
-    assert!(states.iter().all(|(_, state)| state == "succeeded"), "{states:?}");
+    assert!(
+        states.iter().all(|(_, state)| state == "succeeded"),
+        "{states:?}"
+    );
     let task = |id: &str| {
         shown["tasks"]
             .as_array()
@@ -120,9 +130,16 @@ fn airports_pipeline_fans_out_and_joins_on_real_data() {
     // The join saw every airport of the data set, and wrote its report where it says.
     let report = task("report");
     assert_eq!(report["outputs"]["airports"], "3376", "{report}");
-    assert_eq!(report["outputs"]["states"], instances.to_string(), "{report}");
+    assert_eq!(
+        report["outputs"]["states"],
+        instances.to_string(),
+        "{report}"
+    );
     let markdown = report["outputs"]["report"].as_str().unwrap();
     let text = std::fs::read_to_string(markdown).unwrap();
     assert!(text.contains("| CA "), "{text}");
-    assert!(markdown.starts_with(workspace.path().to_str().unwrap()), "{markdown}");
+    assert!(
+        markdown.starts_with(workspace.path().to_str().unwrap()),
+        "{markdown}"
+    );
 }

@@ -104,7 +104,9 @@ enum Target {
 }
 
 fn fan_out(width: usize, run: Option<&str>) -> String {
-    let body = run.map(|command| format!("    run: {command}\n")).unwrap_or_default();
+    let body = run
+        .map(|command| format!("    run: {command}\n"))
+        .unwrap_or_default();
     let mut text = format!("name: fanout-{width}\ntasks:\n  root: {{}}\n");
     for index in 0..width {
         text.push_str(&format!("  t{index}:\n    needs: [root]\n{body}"));
@@ -162,7 +164,10 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         .map_err(|error| Failure::system(format!("cannot create {}: {error}", dir.display())))?;
     if let Some(workload) = args.child {
         let sample = child(workload, &dir)?;
-        println!("{}", serde_json::to_string(&sample).map_err(Failure::system)?);
+        println!(
+            "{}",
+            serde_json::to_string(&sample).map_err(Failure::system)?
+        );
         return Ok(exit::OK);
     }
     let workloads = if args.workloads.is_empty() {
@@ -221,12 +226,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                 let peak = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
                 out.add_row(vec![
                     workload.name().to_string(),
-                    format!(
-                        "{:.1} ms ({:.1}-{:.1})",
-                        median(&run),
-                        min(&run),
-                        max(&run)
-                    ),
+                    format!("{:.1} ms ({:.1}-{:.1})", median(&run), min(&run), max(&run)),
                     format!("{:.1} ms", median(&compile)),
                     format!("{:.1} ms", median(&process)),
                     samples[0].commits.to_string(),
@@ -248,7 +248,9 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
 fn verdict(workload: Workload, samples: &[Sample]) -> Option<bool> {
     let target = workload.target()?;
     Some(match target {
-        Target::RunMillis(limit) => median(&samples.iter().map(|s| s.run_ms).collect::<Vec<_>>()) < limit,
+        Target::RunMillis(limit) => {
+            median(&samples.iter().map(|s| s.run_ms).collect::<Vec<_>>()) < limit
+        }
         Target::CompileMillis(limit) => {
             median(&samples.iter().map(|s| s.compile_ms).collect::<Vec<_>>()) < limit
         }
@@ -306,8 +308,9 @@ fn sample_in_child(exe: &Path, workload: Workload, dir: &Path) -> Result<Sample,
 fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
     let source = workload.source();
     let compile_started = Instant::now();
-    let spec = tandem_dsl::compile(workload.name(), &source)
-        .map_err(|diagnostics| Failure::system(format!("bench workload does not compile:\n{diagnostics}")))?;
+    let spec = tandem_dsl::compile(workload.name(), &source).map_err(|diagnostics| {
+        Failure::system(format!("bench workload does not compile:\n{diagnostics}"))
+    })?;
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1000.0;
     if workload == Workload::Validate100k {
         return Ok(Sample {
@@ -322,7 +325,12 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
     let temp = tempfile::Builder::new()
         .prefix("bench-")
         .tempdir_in(dir)
-        .map_err(|error| Failure::system(format!("cannot create a temp dir in {}: {error}", dir.display())))?;
+        .map_err(|error| {
+            Failure::system(format!(
+                "cannot create a temp dir in {}: {error}",
+                dir.display()
+            ))
+        })?;
     let state_dir = StateDir::new(temp.path());
     let store: Arc<dyn CheckpointStore> = Arc::new(SqliteStore::open(&state_dir.store_file())?);
     let file = temp.path().join(format!("{}.yaml", workload.name()));
@@ -343,7 +351,7 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
             &clock,
         )
         .await
-        .map_err(|error| Failure::system(error))?;
+        .map_err(Failure::system)?;
         let (_controls, control_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let config = RunnerConfig {
@@ -351,9 +359,16 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
             kill_grace: Duration::from_secs(10),
             state_dir: state_dir.clone(),
         };
-        let finished = runner::drive(Arc::clone(&store), prepared, config, clock, control_rx, progress_tx)
-            .await
-            .map_err(Failure::system)?;
+        let finished = runner::drive(
+            Arc::clone(&store),
+            prepared,
+            config,
+            clock,
+            control_rx,
+            progress_tx,
+        )
+        .await
+        .map_err(Failure::system)?;
         let run_ms = started.elapsed().as_secs_f64() * 1000.0;
         if finished.end != RunEnd::Succeeded {
             return Err(Failure::system(format!(

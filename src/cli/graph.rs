@@ -28,8 +28,9 @@ pub struct GraphArgs {
 
 /// `tandem graph`.
 pub fn graph(args: GraphArgs) -> Result<u8, Failure> {
-    let spec = tandem_dsl::compile_file(&args.file)
-        .map_err(|diagnostics| Failure::invalid(format!("{}\n{diagnostics}", args.file.display())))?;
+    let spec = tandem_dsl::compile_file(&args.file).map_err(|diagnostics| {
+        Failure::invalid(format!("{}\n{diagnostics}", args.file.display()))
+    })?;
     let text = match args.format {
         GraphFormat::Dot => tandem_dsl::export::to_dot(&spec),
         GraphFormat::Mermaid => tandem_dsl::export::to_mermaid(&spec),

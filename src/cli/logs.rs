@@ -42,7 +42,11 @@ pub fn logs(state_dir: &StateDir, args: LogsArgs) -> Result<u8, Failure> {
     let (_, state) = load_run(state_dir, args.run_id)?;
     let Some(index) = state.spec.task_index(&args.task) else {
         let ids: Vec<&str> = state.spec.tasks.iter().map(|t| t.id.as_str()).collect();
-        let shown = ids.iter().take(20).map(|id| format!("`{id}`")).collect::<Vec<_>>();
+        let shown = ids
+            .iter()
+            .take(20)
+            .map(|id| format!("`{id}`"))
+            .collect::<Vec<_>>();
         let more = if ids.len() > 20 {
             format!(" and {} more", ids.len() - 20)
         } else {
@@ -72,7 +76,10 @@ pub fn logs(state_dir: &StateDir, args: LogsArgs) -> Result<u8, Failure> {
         )));
     }
     if state.spec.task(index).action == tandem_dsl::TaskAction::Empty {
-        eprintln!("task `{}` is an empty task: it runs no command and has no output", args.task);
+        eprintln!(
+            "task `{}` is an empty task: it runs no command and has no output",
+            args.task
+        );
         return Ok(exit::OK);
     }
     let read = |file| {
@@ -80,7 +87,10 @@ pub fn logs(state_dir: &StateDir, args: LogsArgs) -> Result<u8, Failure> {
         match std::fs::read(&path) {
             Ok(bytes) => Ok(bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(error) => Err(Failure::system(format!("cannot read {}: {error}", path.display()))),
+            Err(error) => Err(Failure::system(format!(
+                "cannot read {}: {error}",
+                path.display()
+            ))),
         }
     };
     let write = |bytes: &[u8], to_stderr: bool| {

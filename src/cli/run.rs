@@ -70,8 +70,10 @@ pub fn run(state_dir: &StateDir, args: RunArgs) -> Result<u8, Failure> {
     let source = std::fs::read_to_string(&args.file).map_err(|error| {
         Failure::invalid(format!("cannot read {}: {error}", args.file.display()))
     })?;
-    let spec = tandem_dsl::compile(&args.file.display().to_string(), &source)
-        .map_err(|diagnostics| Failure::invalid(format!("{}\n{diagnostics}", args.file.display())))?;
+    let spec =
+        tandem_dsl::compile(&args.file.display().to_string(), &source).map_err(|diagnostics| {
+            Failure::invalid(format!("{}\n{diagnostics}", args.file.display()))
+        })?;
     let store: Arc<dyn CheckpointStore> = Arc::new(open_store(state_dir)?);
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -97,9 +99,10 @@ pub fn resume(state_dir: &StateDir, args: ResumeArgs) -> Result<u8, Failure> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let clock = RunClock::start();
-        let prepared = runner::resume_run(store.as_ref(), &current_owner(), args.run_id, args.force)
-            .await
-            .map_err(runner_failure)?;
+        let prepared =
+            runner::resume_run(store.as_ref(), &current_owner(), args.run_id, args.force)
+                .await
+                .map_err(runner_failure)?;
         execute(store, prepared, state_dir, &args.exec, clock).await
     })
 }
@@ -107,9 +110,9 @@ pub fn resume(state_dir: &StateDir, args: ResumeArgs) -> Result<u8, Failure> {
 fn runner_failure(error: RunnerError) -> Failure {
     match error {
         RunnerError::Store(error) => error.into(),
-        RunnerError::Params(_) | RunnerError::AlreadyFinished { .. } | RunnerError::OwnerAlive { .. } => {
-            Failure::invalid(error)
-        }
+        RunnerError::Params(_)
+        | RunnerError::AlreadyFinished { .. }
+        | RunnerError::OwnerAlive { .. } => Failure::invalid(error),
         RunnerError::Replay(_) => Failure::system(error),
     }
 }
@@ -123,7 +126,10 @@ async fn execute(
     clock: RunClock,
 ) -> Result<u8, Failure> {
     let run_id = prepared.run_id;
-    let resumed = matches!(prepared.first, tandem_engine::scheduler::Input::Recover { .. });
+    let resumed = matches!(
+        prepared.first,
+        tandem_engine::scheduler::Input::Recover { .. }
+    );
     let state = &prepared.state;
     println!(
         "run {run_id} ({} workflow `{}`, {} task{}, version {})",
@@ -148,7 +154,11 @@ async fn execute(
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let display = ProgressDisplay::start(total, !exec.no_progress, progress_rx);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let signals = tokio::spawn(forward_signals(control_tx, display.clone(), exec.kill_grace));
+    let signals = tokio::spawn(forward_signals(
+        control_tx,
+        display.clone(),
+        exec.kill_grace,
+    ));
     let result = runner::drive(store, prepared, config, clock, control_rx, progress_tx).await;
     signals.abort();
     display.finish();

@@ -1,8 +1,8 @@
 //! `tandem runs`: list runs, newest first.
 
 use clap::Args;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde_json::json;
 use tandem_engine::paths::StateDir;
 use tandem_engine::runner::is_alive;
@@ -66,9 +66,8 @@ pub fn runs(state_dir: &StateDir, args: RunsArgs) -> Result<u8, Failure> {
                 return Ok(super::exit::OK);
             }
             let mut out = Table::new();
-            out.load_style(UTF8_FULL_CONDENSED).set_header(vec![
-                "RUN ID", "WORKFLOW", "STATUS", "CREATED", "DURATION",
-            ]);
+            out.load_style(UTF8_FULL_CONDENSED)
+                .set_header(vec!["RUN ID", "WORKFLOW", "STATUS", "CREATED", "DURATION"]);
             for run in &runs {
                 let status = if run.status == RunStatus::Running && !is_alive(&run.owner) {
                     "running (process gone: resume it)".to_string()

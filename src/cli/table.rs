@@ -59,7 +59,11 @@ pub fn task_duration(task: &TaskRuntime) -> String {
 
 /// The last attempt's exit code, or the signal that killed it.
 pub fn exit_status(task: &TaskRuntime) -> String {
-    match task.attempts.last().and_then(|attempt| attempt.outcome.as_ref()) {
+    match task
+        .attempts
+        .last()
+        .and_then(|attempt| attempt.outcome.as_ref())
+    {
         Some(AttemptOutcome::Succeeded { .. }) => "0".to_string(),
         Some(AttemptOutcome::Failed {
             exit_code: Some(code),
@@ -86,7 +90,11 @@ pub fn detail(task: &TaskRuntime) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     } else {
-        match task.attempts.last().and_then(|attempt| attempt.outcome.as_ref()) {
+        match task
+            .attempts
+            .last()
+            .and_then(|attempt| attempt.outcome.as_ref())
+        {
             Some(outcome) if !outcome.is_success() => describe(outcome),
             _ => String::new(),
         }

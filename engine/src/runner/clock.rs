@@ -48,7 +48,10 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_secs(90)).await;
         assert_eq!(clock.now() - start, 90_000);
         let due = clock.now() + 5_000;
-        assert_eq!(clock.instant_at(due) - Instant::now(), std::time::Duration::from_secs(5));
+        assert_eq!(
+            clock.instant_at(due) - Instant::now(),
+            std::time::Duration::from_secs(5)
+        );
         assert_eq!(clock.instant_at(start), Instant::now());
     }
 }

@@ -26,8 +26,7 @@ use crate::executor::shell::{ShellConfig, ShellExecutor};
 use crate::executor::{AttemptReport, AttemptRequest};
 use crate::paths::{AttemptFile, StateDir};
 use crate::scheduler::{
-    Action, Dispatch, Input, ReplayError, RunMachine, RunPhase, RunState, Step, TaskCounts,
-    rebuild,
+    Action, Dispatch, Input, ReplayError, RunMachine, RunPhase, RunState, Step, TaskCounts, rebuild,
 };
 use crate::store::{CheckpointStore, Owner, RunStatus, StoreError};
 
@@ -403,7 +402,11 @@ async fn perform(
             executor.start(attempt_request(run_id, base_dir, config, dispatch));
         }
         Action::ArmRetry { task, attempt, due } => {
-            arm(timers, clock.instant_at(due), Input::RetryDue { task, attempt });
+            arm(
+                timers,
+                clock.instant_at(due),
+                Input::RetryDue { task, attempt },
+            );
         }
         Action::ArmDeadline { due } => arm(timers, clock.instant_at(due), Input::DeadlinePassed),
         Action::CancelAttempt { task, attempt } => {

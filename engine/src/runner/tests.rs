@@ -134,7 +134,10 @@ async fn full_jitter_delays_stay_within_the_backoff() {
     let (_, checkpoints) = fixture.run(yaml, 1).await;
     let delays = retry_delays(&checkpoints);
     assert_eq!(delays.len(), 5);
-    assert!(delays.iter().all(|delay| (0..=60_000).contains(delay)), "{delays:?}");
+    assert!(
+        delays.iter().all(|delay| (0..=60_000).contains(delay)),
+        "{delays:?}"
+    );
     // Five uniform draws in [0, 60 s] that are all equal would mean no jitter at all.
     assert!(delays.iter().any(|delay| *delay != delays[0]), "{delays:?}");
 }
@@ -178,7 +181,8 @@ tasks:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_kills_the_attempts_whole_process_group() {
     let fixture = Fixture::new();
-    let yaml = "name: slow\ntasks:\n  slow:\n    run: sleep 1000 & sleep 1000\n    timeout: 300ms\n";
+    let yaml =
+        "name: slow\ntasks:\n  slow:\n    run: sleep 1000 & sleep 1000\n    timeout: 300ms\n";
     let (finished, checkpoints) = fixture.run(yaml, 1).await;
     assert_eq!(finished.end, RunEnd::Failed);
     let pid = checkpoints
@@ -196,7 +200,10 @@ async fn a_timeout_kills_the_attempts_whole_process_group() {
         }
     )));
     let left = crate::executor::process::live_group_members(pid).unwrap();
-    assert!(left.is_empty(), "processes of group {pid} still alive: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes of group {pid} still alive: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,7 +218,9 @@ async fn cancel_stops_running_tasks_and_records_the_run_cancelled() {
     let store = Arc::clone(&fixture.store);
     let config = fixture.config(4);
     let driving =
-        tokio::spawn(async move { drive(store, prepared, config, clock, control_rx, progress).await });
+        tokio::spawn(
+            async move { drive(store, prepared, config, clock, control_rx, progress).await },
+        );
     // Wait until both attempts are running, then cancel.
     progress_rx
         .wait_for(|progress| progress.counts.running == 2)
@@ -230,7 +239,15 @@ async fn cancel_stops_running_tasks_and_records_the_run_cancelled() {
     let checkpoints = fixture.store.read_run(run_id).await.unwrap();
     let cancelled_attempts = checkpoints
         .iter()
-        .filter(|checkpoint| matches!(checkpoint.event, Event::AttemptFinished { outcome: AttemptOutcome::Cancelled, .. }))
+        .filter(|checkpoint| {
+            matches!(
+                checkpoint.event,
+                Event::AttemptFinished {
+                    outcome: AttemptOutcome::Cancelled,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(cancelled_attempts, 2);
     for checkpoint in &checkpoints {
@@ -259,7 +276,9 @@ async fn a_fenced_owner_stops_and_kills_its_attempts() {
     let store = Arc::clone(&fixture.store);
     let config = fixture.config(4);
     let driving =
-        tokio::spawn(async move { drive(store, prepared, config, clock, control_rx, progress).await });
+        tokio::spawn(
+            async move { drive(store, prepared, config, clock, control_rx, progress).await },
+        );
     progress_rx
         .wait_for(|progress| progress.counts.running == 2)
         .await
@@ -277,10 +296,11 @@ async fn a_fenced_owner_stops_and_kills_its_attempts() {
         "{error}"
     );
     let checkpoints = fixture.store.read_run(run_id).await.unwrap();
-    assert!(!checkpoints.iter().any(|checkpoint| matches!(
-        checkpoint.event,
-        Event::AttemptFinished { task: 0, .. }
-    )));
+    assert!(
+        !checkpoints
+            .iter()
+            .any(|checkpoint| matches!(checkpoint.event, Event::AttemptFinished { task: 0, .. }))
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     for checkpoint in &checkpoints {
         if let Event::AttemptSpawned { pid, .. } = checkpoint.event {
@@ -293,30 +313,43 @@ async fn a_fenced_owner_stops_and_kills_its_attempts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn resume_refuses_finished_runs_and_live_owners() {
     let fixture = Fixture::new();
-    let (finished, _) = fixture
-        .run("name: done\ntasks:\n  a: {}\n", 1)
-        .await;
+    let (finished, _) = fixture.run("name: done\ntasks:\n  a: {}\n", 1).await;
     let run_id = finished.state.run_id;
     let error = resume_run(fixture.store.as_ref(), &current_owner(), run_id, false)
         .await
         .unwrap_err();
-    assert!(matches!(error, RunnerError::AlreadyFinished { .. }), "{error}");
+    assert!(
+        matches!(error, RunnerError::AlreadyFinished { .. }),
+        "{error}"
+    );
 
     let clock = RunClock::start();
-    let prepared = fixture.create("name: open\ntasks:\n  a:\n    run: 'true'\n", &clock).await;
+    let prepared = fixture
+        .create("name: open\ntasks:\n  a:\n    run: 'true'\n", &clock)
+        .await;
     let live_elsewhere = Owner {
         host: current_owner().host,
         pid: 1,
         start_ticks: crate::executor::process::start_ticks(1).unwrap(),
     };
-    let error = resume_run(fixture.store.as_ref(), &live_elsewhere, prepared.run_id, false)
-        .await
-        .unwrap_err();
+    let error = resume_run(
+        fixture.store.as_ref(),
+        &live_elsewhere,
+        prepared.run_id,
+        false,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, RunnerError::OwnerAlive { .. }), "{error}");
     // With force, the run is taken over and continues to the end.
-    let taken = resume_run(fixture.store.as_ref(), &live_elsewhere, prepared.run_id, true)
-        .await
-        .unwrap();
+    let taken = resume_run(
+        fixture.store.as_ref(),
+        &live_elsewhere,
+        prepared.run_id,
+        true,
+    )
+    .await
+    .unwrap();
     assert!(taken.epoch > prepared.epoch);
     let (_controls, control_rx) = mpsc::unbounded_channel();
     let (progress, _) = watch::channel(Progress::default());

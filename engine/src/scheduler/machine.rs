@@ -275,7 +275,13 @@ impl RunMachine {
                 signal,
                 error,
                 retryable: true,
-            } if !self.state.spec.task(task).retry.is_retryable_exit_code(code) => {
+            } if !self
+                .state
+                .spec
+                .task(task)
+                .retry
+                .is_retryable_exit_code(code) =>
+            {
                 AttemptOutcome::Failed {
                     exit_code: Some(code),
                     signal,
@@ -508,9 +514,13 @@ impl RunMachine {
                 .map(|&up| self.state.spec.task(up).id.as_str())
         };
         let found = match rule {
-            TriggerRule::AllSuccess | TriggerRule::NoneFailed => first_in(&["failed", "upstream_failed", "cancelled"])
-                .map(|id| format!("upstream task `{id}` did not succeed"))
-                .or_else(|| first_in(&["skipped"]).map(|id| format!("upstream task `{id}` was skipped"))),
+            TriggerRule::AllSuccess | TriggerRule::NoneFailed => {
+                first_in(&["failed", "upstream_failed", "cancelled"])
+                    .map(|id| format!("upstream task `{id}` did not succeed"))
+                    .or_else(|| {
+                        first_in(&["skipped"]).map(|id| format!("upstream task `{id}` was skipped"))
+                    })
+            }
             TriggerRule::AllFailed => first_in(&["succeeded", "skipped"])
                 .map(|id| format!("upstream task `{id}` did not fail")),
             TriggerRule::OneSuccess => Some("no upstream task succeeded".to_string()),
@@ -525,7 +535,14 @@ impl RunMachine {
 
     fn start_attempt(&mut self, task: TaskIndex, now: UnixMillis, step: &mut Step) {
         let attempt = self.state.task(task).attempts.len() as u32 + 1;
-        self.record(Event::AttemptStarted { task, attempt, at: now }, step);
+        self.record(
+            Event::AttemptStarted {
+                task,
+                attempt,
+                at: now,
+            },
+            step,
+        );
         let spec = Arc::clone(&self.state.spec);
         let task_spec = spec.task(task);
         let (run, working_dir) = match &task_spec.action {

@@ -20,7 +20,9 @@ pub enum ReplayError {
     },
     /// The workflow text recorded at creation no longer compiles (a Tandem upgrade changed the
     /// format): the run cannot be resumed by this build.
-    #[error("run {run_id}: its recorded workflow no longer compiles with this build of Tandem:\n{diagnostics}")]
+    #[error(
+        "run {run_id}: its recorded workflow no longer compiles with this build of Tandem:\n{diagnostics}"
+    )]
     Compile {
         /// The run.
         run_id: RunId,
@@ -28,7 +30,9 @@ pub enum ReplayError {
         diagnostics: Diagnostics,
     },
     /// The recorded workflow text does not hash to the recorded version.
-    #[error("run {run_id}: recorded workflow text hashes to version {found}, but the run records version {expected}")]
+    #[error(
+        "run {run_id}: recorded workflow text hashes to version {found}, but the run records version {expected}"
+    )]
     VersionMismatch {
         /// The run.
         run_id: RunId,
@@ -38,7 +42,9 @@ pub enum ReplayError {
         found: String,
     },
     /// A checkpoint names a task instance the workflow does not have.
-    #[error("run {run_id}: checkpoint at log position {position} names task index {task}, but the workflow has {count} task instances")]
+    #[error(
+        "run {run_id}: checkpoint at log position {position} names task index {task}, but the workflow has {count} task instances"
+    )]
     UnknownTask {
         /// The run.
         run_id: RunId,
@@ -75,12 +81,11 @@ pub fn rebuild(run_id: RunId, checkpoints: &[Checkpoint]) -> Result<RunState, Re
                 .unwrap_or_else(|| "no checkpoint".to_string()),
         });
     };
-    let spec = tandem_dsl::compile(source_path, source).map_err(|diagnostics| {
-        ReplayError::Compile {
+    let spec =
+        tandem_dsl::compile(source_path, source).map_err(|diagnostics| ReplayError::Compile {
             run_id,
             diagnostics,
-        }
-    })?;
+        })?;
     if &spec.version != version {
         return Err(ReplayError::VersionMismatch {
             run_id,

@@ -98,7 +98,13 @@ fn workflow(tasks: Vec<T>) -> Arc<WorkflowSpec> {
 }
 
 fn machine(spec: Arc<WorkflowSpec>, parallelism: usize) -> RunMachine {
-    let state = RunState::new(RunId::new(), spec, "/tmp/wf.yaml".into(), BTreeMap::new(), 0);
+    let state = RunState::new(
+        RunId::new(),
+        spec,
+        "/tmp/wf.yaml".into(),
+        BTreeMap::new(),
+        0,
+    );
     RunMachine::new(state, parallelism).with_seed(7)
 }
 
@@ -169,7 +175,9 @@ fn a_fan_out_of_empty_tasks_finishes_in_one_step_without_dispatching() {
     // Two events per task (started, finished) and the run's end.
     assert_eq!(step.events.len(), 2 * 1002 + 1);
     assert_eq!(run_end(&machine), Some(RunEnd::Succeeded));
-    assert!(matches!(step.events.last(), Some(Event::RunFinished { reason, .. }) if reason == "1002 succeeded"));
+    assert!(
+        matches!(step.events.last(), Some(Event::RunFinished { reason, .. }) if reason == "1002 succeeded")
+    );
 }
 
 #[test]
@@ -194,7 +202,10 @@ fn attempt_start_is_recorded_in_the_step_that_dispatches_it() {
 
 #[test]
 fn parallelism_bounds_running_shell_attempts_but_not_empty_tasks() {
-    let mut tasks: Vec<T> = ["a", "b", "c", "d", "e"].iter().map(|id| shell(id, &[])).collect();
+    let mut tasks: Vec<T> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|id| shell(id, &[]))
+        .collect();
     tasks.push(empty("z", &[]));
     let mut machine = machine(workflow(tasks), 2);
     let first = step(&mut machine, Input::Start, 0);
@@ -225,7 +236,14 @@ fn failed_attempts_are_retried_with_capped_backoff_then_fail_the_task() {
         due: 3_000
     }));
     assert_eq!(status(&machine, "a"), "waiting_retry");
-    let due = step(&mut machine, Input::RetryDue { task: 0, attempt: 2 }, 3_000);
+    let due = step(
+        &mut machine,
+        Input::RetryDue {
+            task: 0,
+            attempt: 2,
+        },
+        3_000,
+    );
     assert_eq!(dispatched(&due), vec![("a".to_string(), 2)]);
     let after_second = step(&mut machine, finish(0, 2, failed(1)), 4_000);
     // 2 s * 3 = 6 s, capped at 5 s.
@@ -234,7 +252,14 @@ fn failed_attempts_are_retried_with_capped_backoff_then_fail_the_task() {
         attempt: 3,
         due: 9_000
     }));
-    step(&mut machine, Input::RetryDue { task: 0, attempt: 3 }, 9_000);
+    step(
+        &mut machine,
+        Input::RetryDue {
+            task: 0,
+            attempt: 3,
+        },
+        9_000,
+    );
     let last = step(&mut machine, finish(0, 3, failed(1)), 9_500);
     assert_eq!(status(&machine, "a"), "failed");
     assert_eq!(run_end(&machine), Some(RunEnd::Failed));
@@ -251,8 +276,8 @@ fn full_jitter_keeps_the_delay_within_the_backoff() {
         ..RetryPolicy::default()
     };
     for seed in 0..50 {
-        let mut machine = machine(workflow(vec![shell("a", &[]).retry(retry.clone())]), 1)
-            .with_seed(seed);
+        let mut machine =
+            machine(workflow(vec![shell("a", &[]).retry(retry.clone())]), 1).with_seed(seed);
         step(&mut machine, Input::Start, 0);
         let after = step(&mut machine, finish(0, 1, failed(1)), 1_000);
         let due = after
@@ -275,7 +300,14 @@ fn a_stale_retry_timer_does_not_dispatch() {
     };
     let mut machine = machine(workflow(vec![shell("a", &[]).retry(retry)]), 1);
     step(&mut machine, Input::Start, 0);
-    let stale = step(&mut machine, Input::RetryDue { task: 0, attempt: 2 }, 1);
+    let stale = step(
+        &mut machine,
+        Input::RetryDue {
+            task: 0,
+            attempt: 2,
+        },
+        1,
+    );
     assert!(stale.is_empty());
 }
 
@@ -290,7 +322,12 @@ fn non_retryable_exit_codes_fail_at_once() {
     step(&mut machine, Input::Start, 0);
     let after = step(&mut machine, finish(0, 1, failed(3)), 1);
     assert_eq!(status(&machine, "a"), "failed");
-    assert!(!after.actions.iter().any(|a| matches!(a, Action::ArmRetry { .. })));
+    assert!(
+        !after
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ArmRetry { .. }))
+    );
     assert!(after.events.iter().any(|event| matches!(event,
         Event::TaskFinished { reason, .. }
             if reason == "attempt 1: exited with code 3 (non-retryable exit code)")));
@@ -356,7 +393,11 @@ fn trigger_rules_and_skip_propagation() {
     for (id, want) in expect {
         assert_eq!(status(&machine, id), want, "task {id}");
     }
-    let index = machine.state().spec.task_index("skipped_downstream").unwrap();
+    let index = machine
+        .state()
+        .spec
+        .task_index("skipped_downstream")
+        .unwrap();
     assert_eq!(
         machine.state().task(index).reason.as_deref(),
         Some("trigger rule all_success: upstream task `all_failed_mixed` was skipped")
@@ -455,7 +496,11 @@ fn the_deadline_ends_the_run_timed_out() {
     let start = step(&mut machine, Input::Start, 0);
     assert!(start.actions.contains(&Action::ArmDeadline { due: 60_000 }));
     step(&mut machine, Input::DeadlinePassed, 60_000);
-    step(&mut machine, finish(0, 1, AttemptOutcome::Cancelled), 60_001);
+    step(
+        &mut machine,
+        finish(0, 1, AttemptOutcome::Cancelled),
+        60_001,
+    );
     assert_eq!(run_end(&machine), Some(RunEnd::TimedOut));
 }
 
@@ -536,24 +581,23 @@ fn recovery_interrupts_in_flight_attempts_and_never_reruns_successes() {
 /// A random DAG: for each task, its upstream among earlier tasks, its rule, and whether it
 /// is empty; plus a random outcome per attempt.
 fn arbitrary_dag() -> impl Strategy<Value = (Vec<(Vec<usize>, usize, bool, u32)>, Vec<bool>)> {
-    (1usize..25)
-        .prop_flat_map(|n| {
-            let tasks = (0..n)
-                .map(|i| {
-                    (
-                        proptest::collection::vec(0..i.max(1), 0..3.min(i + 1)),
-                        0usize..6,
-                        any::<bool>(),
-                        1u32..4,
-                    )
-                        .prop_map(move |(ups, rule, is_empty, attempts)| {
-                            let ups = if i == 0 { vec![] } else { ups };
-                            (ups, rule, is_empty, attempts)
-                        })
-                })
-                .collect::<Vec<_>>();
-            (tasks, proptest::collection::vec(any::<bool>(), 64))
-        })
+    (1usize..25).prop_flat_map(|n| {
+        let tasks = (0..n)
+            .map(|i| {
+                (
+                    proptest::collection::vec(0..i.max(1), 0..3.min(i + 1)),
+                    0usize..6,
+                    any::<bool>(),
+                    1u32..4,
+                )
+                    .prop_map(move |(ups, rule, is_empty, attempts)| {
+                        let ups = if i == 0 { vec![] } else { ups };
+                        (ups, rule, is_empty, attempts)
+                    })
+            })
+            .collect::<Vec<_>>();
+        (tasks, proptest::collection::vec(any::<bool>(), 64))
+    })
 }
 
 fn build(dag: &[(Vec<usize>, usize, bool, u32)]) -> Arc<WorkflowSpec> {
