@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn task_ids_become_safe_file_names() {
         assert_eq!(encode_file_name("extract"), "extract");
-        assert_eq!(encode_file_name("transform[shard=1]"), "transform%5Bshard=1%5D");
+        assert_eq!(
+            encode_file_name("transform[shard=1]"),
+            "transform%5Bshard=1%5D"
+        );
         assert_eq!(encode_file_name("t[p=a/b]"), "t%5Bp=a%2Fb%5D");
         assert_eq!(encode_file_name(".."), "%2E.");
     }

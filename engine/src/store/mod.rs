@@ -13,7 +13,9 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis};
+use crate::checkpoint::{
+    Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis,
+};
 
 /// Who owns (writes) a run: a process on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
