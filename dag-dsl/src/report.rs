@@ -150,7 +150,8 @@ impl Report {
 const MAX_SUGGESTION_CANDIDATES: usize = 10_000;
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo (a small
-/// Damerau-Levenshtein distance relative to the length, or a different letter case).
+/// Damerau-Levenshtein distance relative to the length and fewer edits than the shorter
+/// word has characters, or a different letter case).
 pub(crate) fn suggest<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
@@ -164,6 +165,7 @@ where
         if candidate == word {
             continue;
         }
+        let shorter = word.chars().count().min(candidate.chars().count());
         let distance = if candidate.eq_ignore_ascii_case(word) {
             0
         } else {
@@ -173,7 +175,8 @@ where
             }
             strsim::damerau_levenshtein(word, candidate)
         };
-        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+        // An edit for every character is a different word, not a typo (`a` vs `1`).
+        if distance <= limit && distance < shorter && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }
     }
@@ -226,6 +229,8 @@ mod tests {
         assert_eq!(suggest("Run", fields), Some("run".to_string()));
         assert_eq!(suggest("banana", fields), None);
         assert_eq!(suggest("run", fields), None);
+        assert_eq!(suggest("a", ["1", "b"]), None);
+        assert_eq!(suggest("ab", ["ac"]), Some("ac".to_string()));
     }
 
     #[test]

@@ -38,12 +38,11 @@ enum Part {
     WorkflowName,
 }
 
-/// Where an expression is: character `offset` of `text`, a value written at `pos`.
-#[derive(Clone, Copy)]
-struct Located<'t> {
-    text: &'t str,
-    pos: Pos,
+/// An error in a template, at character `offset` of its text.
+struct Problem {
     offset: usize,
+    message: String,
+    help: Option<String>,
 }
 
 /// A task as seen from templates of other tasks.
@@ -89,38 +88,47 @@ impl Context<'_, '_> {
         scope: &Scope,
     ) -> Checked {
         let (pieces, errors) = expr::parse(text);
-        for error in errors {
-            let at = self.locator.inside(pos, text, error.offset);
-            report.push(at, path, error.message, error.help);
-        }
+        let mut problems: Vec<Problem> = errors
+            .into_iter()
+            .map(|error| Problem {
+                offset: error.offset,
+                message: error.message,
+                help: error.help,
+            })
+            .collect();
         let mut parts = Vec::with_capacity(pieces.len());
         for (offset, piece) in pieces {
             let part = match piece {
                 Piece::Text(text) => Some(Part::Text(text)),
-                Piece::Expr(expr) => {
-                    let at = Located { text, pos, offset };
-                    self.check_expr(report, expr, at, path, scope)
-                }
+                Piece::Expr(expr) => self.check_expr(&mut problems, expr, offset, scope),
             };
             parts.extend(part);
+        }
+        // In text order, so errors sharing a position (a value not written verbatim) read in
+        // the order of their expressions.
+        problems.sort_by_key(|problem| problem.offset);
+        for problem in problems {
+            let at = self.locator.inside(pos, text, problem.offset);
+            report.push(at, path, problem.message, problem.help);
         }
         Checked { parts }
     }
 
     fn check_expr(
         &mut self,
-        report: &mut Report,
+        problems: &mut Vec<Problem>,
         expr: Expr,
-        at: Located<'_>,
-        path: &Path<'_>,
+        offset: usize,
         scope: &Scope,
     ) -> Option<Part> {
         // Formatted only when an error is reported.
         let source = &expr;
-        let locator = self.locator;
-        let fail = |report: &mut Report, message: String, help: Option<String>| {
-            let pos = locator.inside(at.pos, at.text, at.offset);
-            report.push(pos, path, message, help);
+        let fail = |problems: &mut Vec<Problem>, message: String, help: Option<String>| {
+            problems.push(Problem {
+                offset,
+                message,
+                help,
+            });
             None
         };
         match (&expr, scope) {
@@ -139,13 +147,13 @@ impl Context<'_, '_> {
                     format!("declared params are {}", all_of(&names))
                 };
                 fail(
-                    report,
+                    problems,
                     format!("`{source}` uses param `{name}`, which is not declared; {declared}"),
                     Some(help),
                 )
             }
             (Expr::Matrix(_) | Expr::Output { .. }, Scope::Defaults) => fail(
-                report,
+                problems,
                 format!("`{source}` cannot be used in `defaults`: its value depends on the task"),
                 Some("set this value in the task's own fields instead".to_string()),
             ),
@@ -153,7 +161,7 @@ impl Context<'_, '_> {
                 let info = &self.tasks[*task];
                 if info.matrix.is_empty() {
                     return fail(
-                        report,
+                        problems,
                         format!(
                             "`{source}` is used in task `{}`, which has no `matrix`",
                             info.id
@@ -166,7 +174,7 @@ impl Context<'_, '_> {
                 }
                 let names: Vec<&str> = info.matrix.iter().map(|(name, _)| name.as_str()).collect();
                 fail(
-                    report,
+                    problems,
                     format!(
                         "`{source}`: task `{}` has no matrix dimension `{dimension}`; its \
                          dimensions are {}",
@@ -180,7 +188,7 @@ impl Context<'_, '_> {
                 let id = self.tasks[*task].id;
                 let Some(&target_index) = self.by_id.get(target.as_str()) else {
                     return fail(
-                        report,
+                        problems,
                         format!(
                             "`{source}` reads task `{}`, which is not a task of this workflow",
                             shorten(target)
@@ -190,7 +198,7 @@ impl Context<'_, '_> {
                 };
                 if target_index == *task {
                     return fail(
-                        report,
+                        problems,
                         format!("`{source}`: task `{id}` cannot read its own outputs"),
                         None,
                     );
@@ -198,7 +206,7 @@ impl Context<'_, '_> {
                 let target_info = &self.tasks[target_index];
                 if !target_info.matrix.is_empty() {
                     return fail(
-                        report,
+                        problems,
                         format!(
                             "`{source}` reads task `{target}`, which is a matrix task: the \
                              outputs of a matrix task's instances cannot be referenced"
@@ -215,7 +223,7 @@ impl Context<'_, '_> {
                     });
                 }
                 fail(
-                    report,
+                    problems,
                     format!(
                         "`{source}` reads task `{target}`, which is not upstream of task `{id}`"
                     ),

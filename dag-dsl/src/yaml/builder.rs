@@ -52,6 +52,12 @@ fn span_pos(span: &Span) -> Pos {
     marker_pos(span.start.line(), span.start.col())
 }
 
+/// Where the node's explicit tag is written, if it has one.
+fn tag_pos(span: &Span) -> Option<Pos> {
+    span.tag_start
+        .map(|marker| marker_pos(marker.line(), marker.col()))
+}
+
 /// A collection being read.
 enum Frame<'a> {
     Seq {
@@ -101,7 +107,7 @@ impl<'a> Builder<'a> {
             Event::Scalar(value, style, anchor, tag) => {
                 self.count(1, pos)?;
                 let is_merge_key = style == ScalarStyle::Plain && tag.is_none() && value == "<<";
-                let node = scalar(value, style, tag.as_deref(), pos)?;
+                let node = scalar(value, style, tag.as_deref(), pos, tag_pos(&span))?;
                 let source = match (span.start.byte_offset(), span.end.byte_offset()) {
                     (Some(start), Some(end)) if end >= start => Some((start, end - start)),
                     _ => None,
@@ -126,7 +132,7 @@ impl<'a> Builder<'a> {
                 self.push(node, false)?;
             }
             Event::SequenceStart(_, anchor, tag) => {
-                collection_tag(tag.as_deref(), "seq", pos)?;
+                collection_tag(tag.as_deref(), "seq", tag_pos(&span).unwrap_or(pos))?;
                 self.open(pos)?;
                 self.stack.push(Frame::Seq {
                     pos,
@@ -136,7 +142,7 @@ impl<'a> Builder<'a> {
                 });
             }
             Event::MappingStart(_, anchor, tag) => {
-                collection_tag(tag.as_deref(), "map", pos)?;
+                collection_tag(tag.as_deref(), "map", tag_pos(&span).unwrap_or(pos))?;
                 self.open(pos)?;
                 self.stack.push(Frame::Map {
                     pos,
@@ -294,13 +300,15 @@ fn key_text(key: &Yaml<'_>) -> String {
 /// The YAML core schema prefix of `!!` tags.
 const CORE: &str = "tag:yaml.org,2002:";
 
-/// Resolves a scalar by its style and tag.
+/// Resolves a scalar by its style and tag; errors point at the tag (`tag_pos`) when known.
 fn scalar<'a>(
     value: Cow<'a, str>,
     style: ScalarStyle,
     tag: Option<&Tag>,
     pos: Pos,
+    tag_pos: Option<Pos>,
 ) -> Result<Node<'a>, BuildError> {
+    let pos = tag_pos.unwrap_or(pos);
     let Some(tag) = tag else {
         return Ok(if style == ScalarStyle::Plain {
             resolve_plain(value)
