@@ -5,6 +5,8 @@
 mod expand;
 mod fields;
 mod graph;
+mod matrix;
+mod size;
 mod templates;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,12 +14,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::limits;
 use crate::locate::Locator;
-use crate::names::{NameKind, shorten};
+use crate::names::NameKind;
 use crate::raw::{
-    DimensionKeys, Entries, EnvKeys, MatrixValues, ParamDefault, ParamKeys, RawDefaults, RawTask,
-    RawWorkflow, ScalarText, Sp,
+    Entries, EnvKeys, ParamDefault, ParamKeys, RawDefaults, RawTask, RawWorkflow, ScalarText, Sp,
 };
 use crate::report::{Path, Report};
 use crate::spec::{ParamSpec, RetryPolicy, TriggerRule, WorkflowSpec};
@@ -44,19 +44,21 @@ pub(crate) fn workflow(
         .and_then(|text| fields::duration(report, text, &Path::ROOT.key("deadline"), true));
     let defaults = Defaults::check(report, raw.defaults.as_ref());
 
-    let Some(tasks) = &raw.tasks else {
-        return None;
+    // Without `tasks` (already reported) the rest is still checked, against no tasks.
+    let (tasks, tasks_pos) = match &raw.tasks {
+        Some(tasks) => (tasks.entries.as_slice(), tasks.pos),
+        None => (&[][..], raw.pos),
     };
-    if tasks.entries.is_empty() {
+    if let Some(raw_tasks) = &raw.tasks
+        && raw_tasks.entries.is_empty()
+    {
         report.error(
-            tasks.pos,
+            raw_tasks.pos,
             &Path::ROOT.key("tasks"),
             "expected at least one task, found an empty mapping",
         );
-        return None;
     }
     let plans: Vec<TaskPlan<'_>> = tasks
-        .entries
         .iter()
         .map(|(key, task)| TaskPlan::check(report, key, task, &defaults))
         .collect();
@@ -103,8 +105,8 @@ pub(crate) fn workflow(
         })
         .collect();
 
-    check_limits(report, tasks.pos, &plans, &task_templates, &graph);
-    if report.has_errors() || !graph.is_acyclic() {
+    size::check_limits(report, tasks_pos, &plans, &task_templates, &graph);
+    if report.has_errors() || !graph.is_acyclic() || plans.is_empty() {
         return None;
     }
     Some(expand::expand(expand::Parts {
@@ -249,7 +251,7 @@ impl<'r> TaskPlan<'r> {
         let path = tasks_path.key(&key.value);
         fields::name(report, NameKind::Task, key, &path);
         let (matrix, instances) = match &raw.matrix {
-            Some(matrix) => check_matrix(report, matrix, &path.key("matrix")),
+            Some(matrix) => matrix::check_matrix(report, matrix, &path.key("matrix")),
             None => (Vec::new(), 1),
         };
         let trigger_rule = raw
@@ -339,135 +341,5 @@ impl<'r> TaskPlan<'r> {
             working_dir,
             env,
         }
-    }
-}
-
-/// Checks a `matrix` at `path`: at least one dimension, valid names, non-empty lists without
-/// repeated values, at most [`limits::MAX_MATRIX_INSTANCES`] combinations. Returns the
-/// dimensions (also the invalid ones, so templates naming them are not reported again) and
-/// the number of combinations.
-fn check_matrix(
-    report: &mut Report,
-    matrix: &Entries<DimensionKeys, Sp<MatrixValues>>,
-    path: &Path<'_>,
-) -> (Vec<(String, Vec<String>)>, u64) {
-    if matrix.entries.is_empty() {
-        report.error(
-            matrix.pos,
-            path,
-            "expected at least one matrix dimension, found an empty mapping",
-        );
-        return (Vec::new(), 0);
-    }
-    let mut dimensions = Vec::with_capacity(matrix.entries.len());
-    let mut combinations: u64 = 1;
-    for (name, values) in &matrix.entries {
-        let dimension_path = path.key(&name.value);
-        fields::name(report, NameKind::MatrixDimension, name, &dimension_path);
-        if values.value.0.is_empty() {
-            report.error(
-                values.pos,
-                &dimension_path,
-                format!(
-                    "matrix dimension `{}` has no values: expected a non-empty list",
-                    name.value
-                ),
-            );
-        }
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(values.value.0.len());
-        let mut texts = Vec::with_capacity(values.value.0.len());
-        for (index, value) in values.value.0.iter().enumerate() {
-            if let Some(first) = seen.get(value.value.0.as_str()) {
-                report.error(
-                    value.pos,
-                    &dimension_path.index(index),
-                    format!(
-                        "value `{}` appears twice in matrix dimension `{}` (also at `{}`): \
-                         instance ids would repeat",
-                        shorten(&value.value.0),
-                        name.value,
-                        dimension_path.index(*first)
-                    ),
-                );
-                continue;
-            }
-            seen.insert(&value.value.0, index);
-            texts.push(value.value.0.clone());
-        }
-        combinations = combinations.saturating_mul(texts.len() as u64);
-        dimensions.push((name.value.clone(), texts));
-    }
-    if combinations > limits::MAX_MATRIX_INSTANCES {
-        report.error(
-            matrix.pos,
-            path,
-            format!(
-                "the matrix has {combinations} combinations, more than the limit of {} \
-                 instances per task",
-                limits::MAX_MATRIX_INSTANCES
-            ),
-        );
-    }
-    (dimensions, combinations)
-}
-
-/// Checks the size of the expanded workflow against [`limits`].
-fn check_limits(
-    report: &mut Report,
-    pos: crate::yaml::Pos,
-    plans: &[TaskPlan<'_>],
-    templates: &[TaskTemplates],
-    graph: &TaskGraph,
-) {
-    let instances: u64 = plans
-        .iter()
-        .fold(0, |sum, plan| sum.saturating_add(plan.instances));
-    if instances > limits::MAX_TASK_INSTANCES {
-        report.error(
-            pos,
-            &Path::ROOT.key("tasks"),
-            format!(
-                "the workflow expands to {instances} task instances, more than the limit of {}",
-                limits::MAX_TASK_INSTANCES
-            ),
-        );
-    }
-    let edges: u64 = plans.iter().enumerate().fold(0, |sum, (index, plan)| {
-        let upstream: u64 = graph
-            .upstream(index)
-            .fold(0, |sum, up| sum.saturating_add(plans[up].instances));
-        sum.saturating_add(plan.instances.saturating_mul(upstream))
-    });
-    if edges > limits::MAX_EDGES {
-        report.error(
-            pos,
-            &Path::ROOT.key("tasks"),
-            format!(
-                "the workflow expands to {edges} dependencies between task instances, more \
-                 than the limit of {}",
-                limits::MAX_EDGES
-            ),
-        );
-    }
-    let bytes: u64 = plans.iter().zip(templates).fold(0, |sum, (plan, t)| {
-        let one = t
-            .run
-            .iter()
-            .chain(t.working_dir.iter())
-            .chain(t.env.values())
-            .map(|checked| checked.expanded_len(&plan.matrix))
-            .fold(0u64, u64::saturating_add);
-        sum.saturating_add(one.saturating_mul(plan.instances))
-    });
-    if bytes > limits::MAX_EXPANDED_TEXT_BYTES {
-        report.error(
-            pos,
-            &Path::ROOT.key("tasks"),
-            format!(
-                "the workflow's commands and env values expand to {bytes} bytes, more than the \
-                 limit of {}",
-                limits::MAX_EXPANDED_TEXT_BYTES
-            ),
-        );
     }
 }
