@@ -312,12 +312,18 @@ impl Converter<'_> {
                 _ => {}
             }
         }
-        for (required, what) in [("name", "the workflow's name"), ("tasks", "the tasks")] {
+        for (required, what) in [
+            (
+                "name",
+                "every workflow has a name, e.g. `name: nightly-etl`",
+            ),
+            ("tasks", "every workflow has at least one task"),
+        ] {
             if !present.contains(&required) {
                 self.report.error(
                     pos,
                     &Path::ROOT,
-                    format!("missing field `{required}` ({what})"),
+                    format!("missing field `{required}`: {what}"),
                 );
             }
         }

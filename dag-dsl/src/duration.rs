@@ -21,7 +21,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub(crate) fn parse_with_help(text: &str) -> Result<Duration, (String, String)> {
     let trimmed = text.trim();
     humantime::parse_duration(trimmed).map_err(|error| {
-        let message = format!("{EXPECTED}, found `{text}`");
+        let message = format!("{EXPECTED}, found `{}`", crate::names::shorten(text));
         let help = match error {
             humantime::DurationError::UnknownUnit { unit, value, .. } if unit.is_empty() => {
                 format!("add a unit, e.g. `{value}s` or `{value}m`")

@@ -93,13 +93,23 @@ pub(crate) fn check(kind: NameKind, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `text` cut to at most 60 characters (with `...` when cut), for quoting in messages.
+/// `text` for quoting in messages: cut to at most 60 characters (with `...` when cut), and
+/// control characters escaped (`\n`, `\t`, `\u{1b}`) so a message stays on one line.
 pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 60;
-    match text.char_indices().nth(MAX) {
-        None => text.to_string(),
-        Some((end, _)) => format!("{}...", &text[..end]),
+    let mut out = String::with_capacity(text.len().min(MAX + 3));
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -128,6 +138,12 @@ mod tests {
         assert!(check(NameKind::EnvVar, "MY-VAR").is_err());
         let reserved = check(NameKind::EnvVar, "TANDEM_RUN").unwrap_err();
         assert!(reserved.contains("reserved"), "{reserved}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_messages() {
+        assert_eq!(shorten("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(shorten(&"é".repeat(61)), "é".repeat(60) + "...");
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl JsonSchema for MatrixValues {
             "type": "array",
             "minItems": 1,
             "items": item,
-            "description": "The values of this dimension (strings, numbers or booleans, used as text).",
+            "description": "The values of this dimension (strings, numbers or booleans, used as text; without `,`, `=`, `[`, `]` or control characters).",
         })
     }
 }

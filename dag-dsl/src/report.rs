@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::names::shorten;
 use crate::yaml::Pos;
 
 /// A field path like `tasks.load.needs[1]`, built on the stack as the checks descend and
@@ -56,8 +57,8 @@ impl fmt::Display for Path<'_> {
         };
         match self.segment {
             Segment::Root => Ok(()),
-            Segment::Key(key) if at_root => f.write_str(key),
-            Segment::Key(key) => write!(f, ".{key}"),
+            Segment::Key(key) if at_root => f.write_str(&shorten(key)),
+            Segment::Key(key) => write!(f, ".{}", shorten(key)),
             Segment::Index(index) => write!(f, "[{index}]"),
         }
     }

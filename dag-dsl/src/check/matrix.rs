@@ -10,7 +10,7 @@ use crate::report::{Path, Report};
 use super::fields;
 
 /// Checks a `matrix` at `path`: at least one dimension, valid names, non-empty lists without
-/// repeated values, at most [`limits::MAX_MATRIX_INSTANCES`] combinations. Returns the
+/// repeated values or characters reserved by instance ids, at most [`limits::MAX_MATRIX_INSTANCES`] combinations. Returns the
 /// dimensions (also the invalid ones, so templates naming them are not reported again) and
 /// the number of combinations.
 pub(super) fn check_matrix(
@@ -44,6 +44,19 @@ pub(super) fn check_matrix(
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(values.value.0.len());
         let mut texts = Vec::with_capacity(values.value.0.len());
         for (index, value) in values.value.0.iter().enumerate() {
+            if let Some(bad) = value.value.0.chars().find(|&c| is_reserved(c)) {
+                report.error(
+                    value.pos,
+                    &dimension_path.index(index),
+                    format!(
+                        "matrix value `{}` contains {}: values may not contain `,`, `=`, `[`, \
+                         `]` or control characters, which would make instance ids \
+                         (`task[dim=value,...]`) ambiguous",
+                        shorten(&value.value.0),
+                        describe_char(bad)
+                    ),
+                );
+            }
             if let Some(first) = seen.get(value.value.0.as_str()) {
                 report.error(
                     value.pos,
@@ -76,4 +89,20 @@ pub(super) fn check_matrix(
         );
     }
     (dimensions, combinations)
+}
+
+/// Characters a matrix value may not contain: the separators of instance ids, and control
+/// characters (line breaks, tabs, ...).
+fn is_reserved(c: char) -> bool {
+    matches!(c, ',' | '=' | '[' | ']') || c.is_control()
+}
+
+/// A character for a message: `` `,` `` or `a line break`.
+fn describe_char(c: char) -> String {
+    match c {
+        '\n' | '\r' => "a line break".to_string(),
+        '\t' => "a tab".to_string(),
+        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c => format!("`{c}`"),
+    }
 }
