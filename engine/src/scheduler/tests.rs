@@ -578,9 +578,13 @@ fn recovery_interrupts_in_flight_attempts_and_never_reruns_successes() {
     )));
 }
 
+/// A random task: its upstream among earlier tasks, its rule (index into
+/// [`TriggerRule::ALL`]), whether it is empty, and its `max_attempts`.
+type RandomTask = (Vec<usize>, usize, bool, u32);
+
 /// A random DAG: for each task, its upstream among earlier tasks, its rule, and whether it
 /// is empty; plus a random outcome per attempt.
-fn arbitrary_dag() -> impl Strategy<Value = (Vec<(Vec<usize>, usize, bool, u32)>, Vec<bool>)> {
+fn arbitrary_dag() -> impl Strategy<Value = (Vec<RandomTask>, Vec<bool>)> {
     (1usize..25).prop_flat_map(|n| {
         let tasks = (0..n)
             .map(|i| {
@@ -600,7 +604,7 @@ fn arbitrary_dag() -> impl Strategy<Value = (Vec<(Vec<usize>, usize, bool, u32)>
     })
 }
 
-fn build(dag: &[(Vec<usize>, usize, bool, u32)]) -> Arc<WorkflowSpec> {
+fn build(dag: &[RandomTask]) -> Arc<WorkflowSpec> {
     let names: Vec<&'static str> = (0..dag.len())
         .map(|i| &*Box::leak(format!("t{i}").into_boxed_str()))
         .collect();
