@@ -8,7 +8,7 @@
 //! committed). It reports that time, the compile time, commits, checkpoints and its peak
 //! resident memory (`VmHWM` of `/proc/self/status`). The parent also times the whole child
 //! process, which adds process start-up, and reports median, min and max over `--repeat`
-//! samples.
+//! samples. `append-200k` and `commit-1k` time the store alone (no scheduler).
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +19,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde::{Deserialize, Serialize};
-use tandem_engine::checkpoint::RunEnd;
+use tandem_engine::checkpoint::{Event, NewCheckpoint, RunEnd};
 use tandem_engine::paths::StateDir;
 use tandem_engine::runner::{self, Progress, RunClock, RunnerConfig, current_owner};
 use tandem_engine::store::CheckpointStore;
@@ -47,15 +47,23 @@ pub enum Workload {
     /// fanout-1k where every task runs a process (`true`), at parallelism = CPUs.
     #[value(name = "fanout-1k-shell")]
     Fanout1kShell,
+    /// The store alone: one append of 200,000 small checkpoints (one commit).
+    #[value(name = "append-200k")]
+    Append200k,
+    /// The store alone: 1,000 appends of one checkpoint each (1,000 fsync'd commits).
+    #[value(name = "commit-1k")]
+    Commit1k,
 }
 
 impl Workload {
-    const DEFAULT: [Workload; 5] = [
+    const DEFAULT: [Workload; 7] = [
         Workload::Fanout1k,
         Workload::Chain200,
         Workload::Fanout100k,
         Workload::Validate100k,
         Workload::Fanout1kShell,
+        Workload::Append200k,
+        Workload::Commit1k,
     ];
 
     fn name(self) -> &'static str {
@@ -65,6 +73,8 @@ impl Workload {
             Workload::Fanout100k => "fanout-100k",
             Workload::Validate100k => "validate-100k",
             Workload::Fanout1kShell => "fanout-1k-shell",
+            Workload::Append200k => "append-200k",
+            Workload::Commit1k => "commit-1k",
         }
     }
 
@@ -75,14 +85,14 @@ impl Workload {
             Workload::Chain200 => Some(Target::RunMillis(600.0)),
             Workload::Fanout100k => Some(Target::PeakMib(300.0)),
             Workload::Validate100k => Some(Target::CompileMillis(2000.0)),
-            Workload::Fanout1kShell => None,
+            Workload::Fanout1kShell | Workload::Append200k | Workload::Commit1k => None,
         }
     }
 
     /// The workload's DAG file text.
     fn source(self) -> String {
         match self {
-            Workload::Fanout1k => fan_out(1_000, None),
+            Workload::Fanout1k | Workload::Append200k | Workload::Commit1k => fan_out(1_000, None),
             Workload::Fanout1kShell => fan_out(1_000, Some("true")),
             Workload::Fanout100k | Workload::Validate100k => fan_out(100_000, None),
             Workload::Chain200 => {
@@ -335,6 +345,12 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
     let store: Arc<dyn CheckpointStore> = Arc::new(SqliteStore::open(&state_dir.store_file())?);
     let file = temp.path().join(format!("{}.yaml", workload.name()));
     std::fs::write(&file, &source).map_err(Failure::system)?;
+    if matches!(workload, Workload::Append200k | Workload::Commit1k) {
+        let mut sample =
+            runtime()?.block_on(store_only(workload, store.as_ref(), &file, source, spec))?;
+        sample.compile_ms = compile_ms;
+        return Ok(sample);
+    }
     let parallelism = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -388,6 +404,50 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
             peak_rss_kib: peak_rss_kib(),
             process_ms: 0.0,
         })
+    })
+}
+
+/// Times the store alone: a run is created, then `append-200k` appends 200,000
+/// `attempt_started` checkpoints in one commit and `commit-1k` appends one checkpoint 1,000
+/// times (each its own fsync'd commit).
+async fn store_only(
+    workload: Workload,
+    store: &dyn CheckpointStore,
+    file: &Path,
+    source: String,
+    spec: tandem_dsl::WorkflowSpec,
+) -> Result<Sample, Failure> {
+    let clock = RunClock::start();
+    let prepared = runner::create_run(store, &current_owner(), file, source, spec, &[], &clock)
+        .await
+        .map_err(Failure::system)?;
+    let checkpoint = |attempt: u32| NewCheckpoint {
+        run_id: prepared.run_id,
+        event: Event::AttemptStarted {
+            task: 1,
+            attempt,
+            at: clock.now(),
+        },
+    };
+    let (commits, checkpoints) = if workload == Workload::Append200k {
+        (1, 200_000)
+    } else {
+        (1_000, 1)
+    };
+    let started = Instant::now();
+    for commit in 0..commits {
+        let batch = (0..checkpoints)
+            .map(|index| checkpoint(commit * checkpoints + index + 1))
+            .collect();
+        store.append(prepared.epoch, batch).await?;
+    }
+    Ok(Sample {
+        compile_ms: 0.0,
+        run_ms: started.elapsed().as_secs_f64() * 1000.0,
+        commits: u64::from(commits),
+        checkpoints: u64::from(commits * checkpoints),
+        peak_rss_kib: peak_rss_kib(),
+        process_ms: 0.0,
     })
 }
 

@@ -236,61 +236,6 @@ async fn a_write_lock_held_too_long_is_a_backend_error() {
     suite::append_ok(&store, epoch, suite::batch(run_id, &[suite::started(0, 1)])).await;
 }
 
-/// Release-mode figures for the report: one batch of 200,000 small checkpoints in one
-/// commit, and 1,000 single-checkpoint appends (each an fsync'd commit). Run with
-/// `cargo test --release -p tandem-engine append_throughput -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run in release mode with --ignored --nocapture"]
-async fn append_throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = blocking_open(&dir.path().join("tandem.db"));
-    let (run_id, epoch) = suite::new_run(&store, "throughput", 1).await;
-
-    let events: Vec<Event> = (1..=200_000)
-        .map(|attempt| suite::started(7, attempt))
-        .collect();
-    let batch = suite::batch(run_id, &events);
-    let started = Instant::now();
-    let last = suite::append_ok(&store, epoch, batch).await;
-    let big = started.elapsed();
-    assert_eq!(last, 200_001);
-    println!(
-        "one batch of 200,000 checkpoints: {:.1} ms",
-        big.as_secs_f64() * 1000.0
-    );
-
-    let started = Instant::now();
-    for attempt in 1..=1000 {
-        suite::append_ok(
-            &store,
-            epoch,
-            suite::batch(run_id, &[suite::started(8, attempt)]),
-        )
-        .await;
-    }
-    let singles = started.elapsed();
-    println!(
-        "1,000 single-checkpoint appends: {:.1} ms ({:.2} ms per commit, {:.0} commits/s)",
-        singles.as_secs_f64() * 1000.0,
-        singles.as_secs_f64(),
-        1000.0 / singles.as_secs_f64()
-    );
-
-    let started = Instant::now();
-    let log = store.read_log(0, usize::MAX).await.unwrap();
-    println!(
-        "reading back {} checkpoints: {:.1} ms",
-        log.len(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-    if !cfg!(debug_assertions) {
-        assert!(
-            big < Duration::from_secs(1),
-            "200,000 checkpoints took {big:?}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn clones_share_one_store() {
     let dir = tempfile::tempdir().unwrap();
