@@ -51,6 +51,30 @@ impl Fixture {
         .unwrap()
     }
 
+    /// Starts driving a run of `yaml` in a task; returns the run id, the task, the control
+    /// sender and the progress receiver.
+    async fn start(
+        &self,
+        yaml: &str,
+    ) -> (
+        RunId,
+        tokio::task::JoinHandle<Result<Finished, RunnerError>>,
+        mpsc::UnboundedSender<Control>,
+        watch::Receiver<Progress>,
+    ) {
+        let clock = RunClock::start();
+        let prepared = self.create(yaml, &clock).await;
+        let run_id = prepared.run_id;
+        let (controls, control_rx) = mpsc::unbounded_channel();
+        let (progress, progress_rx) = watch::channel(Progress::default());
+        let store = Arc::clone(&self.store);
+        let config = self.config(4);
+        let driving = tokio::spawn(async move {
+            drive(store, prepared, config, clock, control_rx, progress).await
+        });
+        (run_id, driving, controls, progress_rx)
+    }
+
     /// Runs `yaml` to its end; returns how it ended and every checkpoint of the run.
     async fn run(&self, yaml: &str, parallelism: usize) -> (Finished, Vec<Checkpoint>) {
         let clock = RunClock::start();
@@ -210,17 +234,7 @@ async fn a_timeout_kills_the_attempts_whole_process_group() {
 async fn cancel_stops_running_tasks_and_records_the_run_cancelled() {
     let fixture = Fixture::new();
     let yaml = "name: long\ntasks:\n  a:\n    run: sleep 30\n  b:\n    run: trap '' TERM; sleep 30\n  c:\n    needs: [a]\n    run: echo never\n";
-    let clock = RunClock::start();
-    let prepared = fixture.create(yaml, &clock).await;
-    let run_id = prepared.run_id;
-    let (controls, control_rx) = mpsc::unbounded_channel();
-    let (progress, mut progress_rx) = watch::channel(Progress::default());
-    let store = Arc::clone(&fixture.store);
-    let config = fixture.config(4);
-    let driving =
-        tokio::spawn(
-            async move { drive(store, prepared, config, clock, control_rx, progress).await },
-        );
+    let (run_id, driving, controls, mut progress_rx) = fixture.start(yaml).await;
     // Wait until both attempts are running, then cancel.
     progress_rx
         .wait_for(|progress| progress.counts.running == 2)
@@ -268,17 +282,7 @@ async fn cancel_stops_running_tasks_and_records_the_run_cancelled() {
 async fn a_fenced_owner_stops_and_kills_its_attempts() {
     let fixture = Fixture::new();
     let yaml = "name: fenced\ntasks:\n  a:\n    run: sleep 0.3\n  b:\n    run: sleep 30\n";
-    let clock = RunClock::start();
-    let prepared = fixture.create(yaml, &clock).await;
-    let run_id = prepared.run_id;
-    let (_controls, control_rx) = mpsc::unbounded_channel();
-    let (progress, mut progress_rx) = watch::channel(Progress::default());
-    let store = Arc::clone(&fixture.store);
-    let config = fixture.config(4);
-    let driving =
-        tokio::spawn(
-            async move { drive(store, prepared, config, clock, control_rx, progress).await },
-        );
+    let (run_id, driving, _controls, mut progress_rx) = fixture.start(yaml).await;
     progress_rx
         .wait_for(|progress| progress.counts.running == 2)
         .await

@@ -204,19 +204,7 @@ impl RunMachine {
             } => {
                 if self.is_running(task, attempt) {
                     let outcome = self.classify(task, outcome);
-                    let success = outcome.is_success();
-                    self.record(
-                        Event::AttemptFinished {
-                            task,
-                            attempt,
-                            at: now,
-                            outcome: outcome.clone(),
-                        },
-                        step,
-                    );
-                    if !success {
-                        self.after_failure(task, attempt, &outcome, now, step);
-                    }
+                    self.finish_attempt(task, attempt, outcome, now, step);
                 }
             }
             Input::RetryDue { task, attempt } => {
@@ -313,17 +301,7 @@ impl RunMachine {
                             start_ticks,
                         });
                     }
-                    let outcome = AttemptOutcome::Interrupted;
-                    self.record(
-                        Event::AttemptFinished {
-                            task: index,
-                            attempt,
-                            at: now,
-                            outcome: outcome.clone(),
-                        },
-                        step,
-                    );
-                    self.after_failure(index, attempt, &outcome, now, step);
+                    self.finish_attempt(index, attempt, AttemptOutcome::Interrupted, now, step);
                 }
                 TaskStatus::AttemptFailed { attempt } => {
                     let outcome = self
@@ -348,6 +326,31 @@ impl RunMachine {
         }
         // Evaluate in file order: the worklist is popped from its end.
         self.state.to_evaluate.reverse();
+    }
+
+    /// Records the end of an attempt and, when it did not succeed, what follows (a retry or
+    /// the task's failure).
+    fn finish_attempt(
+        &mut self,
+        task: TaskIndex,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now: UnixMillis,
+        step: &mut Step,
+    ) {
+        let success = outcome.is_success();
+        self.record(
+            Event::AttemptFinished {
+                task,
+                attempt,
+                at: now,
+                outcome: outcome.clone(),
+            },
+            step,
+        );
+        if !success {
+            self.after_failure(task, attempt, &outcome, now, step);
+        }
     }
 
     fn after_failure(
@@ -547,17 +550,10 @@ impl RunMachine {
         let task_spec = spec.task(task);
         let (run, working_dir) = match &task_spec.action {
             TaskAction::Empty => {
-                self.record(
-                    Event::AttemptFinished {
-                        task,
-                        attempt,
-                        at: now,
-                        outcome: AttemptOutcome::Succeeded {
-                            outputs: Default::default(),
-                        },
-                    },
-                    step,
-                );
+                let outcome = AttemptOutcome::Succeeded {
+                    outputs: Default::default(),
+                };
+                self.finish_attempt(task, attempt, outcome, now, step);
                 return;
             }
             TaskAction::Shell { run, working_dir } => (run, working_dir),
@@ -591,16 +587,7 @@ impl RunMachine {
                     error: error.to_string(),
                     retryable: false,
                 };
-                self.record(
-                    Event::AttemptFinished {
-                        task,
-                        attempt,
-                        at: now,
-                        outcome: outcome.clone(),
-                    },
-                    step,
-                );
-                self.after_failure(task, attempt, &outcome, now, step);
+                self.finish_attempt(task, attempt, outcome, now, step);
             }
         }
     }
