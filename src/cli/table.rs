@@ -16,12 +16,14 @@ pub fn tasks_table(state: &RunState, max_rows: Option<usize>) -> String {
         order.sort_by_key(|&index| state.tasks[index].status == TaskStatus::Succeeded);
     }
     let mut table = Table::new();
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
-            "TASK", "STATE", "ATTEMPTS", "STARTED", "DURATION", "EXIT", "DETAIL",
-        ]);
+    table.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+        "TASK", "STATE", "ATTEMPTS", "STARTED", "DURATION", "EXIT", "DETAIL",
+    ]);
+    // Wrap to the terminal's width, unless it is unknown or too narrow to be useful (a pty
+    // without a size reports 0 columns).
+    if table.width().is_some_and(|width| width >= 80) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     for &index in order.iter().take(limit) {
         let task = &state.tasks[index];
         table.add_row(vec![

@@ -209,6 +209,7 @@ pub struct Finished {
 /// Errors: [`RunnerError::Store`] when a commit fails (after a few retries for transient
 /// errors) or is refused by fencing; running attempts are killed then, and the run can be
 /// resumed later from what was committed.
+#[tracing::instrument(name = "run", skip_all, fields(run_id = %prepared.run_id, epoch = %prepared.epoch, workflow = %prepared.state.spec.name))]
 pub async fn drive(
     store: Arc<dyn CheckpointStore>,
     prepared: Prepared,
@@ -399,6 +400,7 @@ async fn perform(
             }
         }
         Action::Dispatch(dispatch) => {
+            tracing::debug!(task = %dispatch.task_id, attempt = dispatch.attempt, "dispatching attempt");
             executor.start(attempt_request(run_id, base_dir, config, dispatch));
         }
         Action::ArmRetry { task, attempt, due } => {
