@@ -13,7 +13,7 @@ use super::fixtures::{
 use crate::checkpoint::{Event, LogPosition, NewCheckpoint, RunId, now_millis};
 use crate::store::CheckpointStore;
 
-/// Every [`Event`] variant (and every [`AttemptOutcome`] and [`TaskEnd`]) comes back from
+/// Every [`Event`] variant (and every [`AttemptOutcome`](crate::checkpoint::AttemptOutcome) and [`TaskEnd`](crate::checkpoint::TaskEnd)) comes back from
 /// `read_run` and `read_log` exactly as appended, with its run, the writer's epoch, increasing
 /// positions and a commit time.
 pub async fn test_round_trip_every_event(store: &dyn CheckpointStore) {
