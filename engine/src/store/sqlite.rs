@@ -154,16 +154,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Context, &mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        let location = inner.context.location.clone();
-        tokio::task::spawn_blocking(move || {
-            // A job that panicked while holding the lock dropped its transaction, which rolled
-            // back: the connection is usable.
-            let mut connection = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            job(&inner.context, &mut connection)
-        })
-        .await
-        .map_err(|error| worker_failed(location, what, error))?
+        self.with_connection(what, |inner| &inner.writer, job).await
     }
 
     /// Runs `job` on the reader connection on tokio's blocking pool.
@@ -172,10 +163,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Context, &mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.with_connection(what, |inner| &inner.reader, job).await
+    }
+
+    /// Runs `job` on tokio's blocking pool with the connection `pick` chooses, locked.
+    async fn with_connection<T, F>(
+        &self,
+        what: &'static str,
+        pick: fn(&Inner) -> &Mutex<Connection>,
+        job: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Context, &mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let inner = Arc::clone(&self.inner);
         let location = inner.context.location.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            // A job that panicked while holding the lock dropped its transaction, which rolled
+            // back: the connection is usable.
+            let mut connection = pick(&inner).lock().unwrap_or_else(PoisonError::into_inner);
             job(&inner.context, &mut connection)
         })
         .await
