@@ -194,19 +194,16 @@ where
 
 /// `` `a`, `b` or `c` `` (`` `a` `` alone, "nothing" for an empty list).
 pub(crate) fn one_of<S: AsRef<str>>(items: &[S]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|item| format!("`{}`", item.as_ref()))
-        .collect();
-    match quoted.as_slice() {
-        [] => "nothing".to_string(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
-    }
+    quoted_list(items, "or")
 }
 
 /// `` `a`, `b` and `c` `` (`` `a` `` alone, "nothing" for an empty list).
 pub(crate) fn all_of<S: AsRef<str>>(items: &[S]) -> String {
+    quoted_list(items, "and")
+}
+
+/// The items quoted in backticks, separated by commas, the last one by `conjunction`.
+fn quoted_list<S: AsRef<str>>(items: &[S], conjunction: &str) -> String {
     let quoted: Vec<String> = items
         .iter()
         .map(|item| format!("`{}`", item.as_ref()))
@@ -214,7 +211,7 @@ pub(crate) fn all_of<S: AsRef<str>>(items: &[S]) -> String {
     match quoted.as_slice() {
         [] => "nothing".to_string(),
         [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [rest @ .., last] => format!("{} {conjunction} {last}", rest.join(", ")),
     }
 }
 

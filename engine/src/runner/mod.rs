@@ -206,9 +206,9 @@ pub struct Finished {
 /// Drives a prepared run to its end: the scheduler's I/O loop.
 ///
 /// `controls` carries Ctrl-C and the like; `progress` receives a snapshot after every commit.
-/// Errors: [`RunnerError::Store`] when a commit fails (after a few retries for transient
-/// errors) or is refused by fencing; running attempts are killed then, and the run can be
-/// resumed later from what was committed.
+/// Errors: [`RunnerError::Store`] when a commit fails (the store already waits out a busy
+/// database itself) or is refused by fencing; running attempts are killed then, and the run
+/// can be resumed later from what was committed.
 #[tracing::instrument(name = "run", skip_all, fields(run_id = %prepared.run_id, epoch = %prepared.epoch, workflow = %prepared.state.spec.name))]
 pub async fn drive(
     store: Arc<dyn CheckpointStore>,
@@ -256,7 +256,7 @@ pub async fn drive(
                 .into_iter()
                 .map(|event| NewCheckpoint { run_id, event })
                 .collect();
-            if let Err(error) = append_with_retry(store.as_ref(), epoch, batch).await {
+            if let Err(error) = store.append(epoch, batch).await {
                 executor.kill_all_now();
                 return Err(error.into());
             }
@@ -333,30 +333,6 @@ fn control_input(control: Control, executor: &mut ShellExecutor, inputs: &mut Ve
     match control {
         Control::Cancel { reason } => inputs.push(Input::Cancel { reason }),
         Control::KillNow => executor.kill_all_now(),
-    }
-}
-
-/// Appends, retrying transient backend errors a few times (the embedded store can be busy
-/// while another process writes). Fencing and invalid appends are never retried.
-async fn append_with_retry(
-    store: &dyn CheckpointStore,
-    epoch: Epoch,
-    batch: Vec<NewCheckpoint>,
-) -> Result<(), StoreError> {
-    const ATTEMPTS: u32 = 5;
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match store.append(epoch, batch.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Backend { location, detail }) if attempt < ATTEMPTS => {
-                tracing::warn!(%location, %detail, attempt, "append failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
     }
 }
 
