@@ -5,7 +5,8 @@
 //! - [`scheduler`]: the pure state machine of a run: (state, input) → (checkpoints, actions).
 //! - [`runner`]: the I/O loop around it: commit checkpoints, then perform actions.
 //! - [`executor`]: shell attempts in their own process groups.
-//! - [`store`]: the `CheckpointStore` interface and its embedded SQLite implementation.
+//! - [`store`]: the `CheckpointStore` interface and its SQLite and PostgreSQL implementations.
+//! - [`testing`]: a throw-away PostgreSQL server for tests and benchmarks.
 
 pub mod checkpoint;
 pub mod executor;
@@ -13,3 +14,4 @@ pub mod paths;
 pub mod runner;
 pub mod scheduler;
 pub mod store;
+pub mod testing;
