@@ -1,6 +1,33 @@
+#![warn(missing_docs)]
+
 //! Tandem's gRPC API (package `tandem.v1`) and its Rust SDK.
 //!
+//! - [`Client`]: register workflows; start, get, list, cancel, watch and wait for runs.
+//! - [`Worker`]: run attempts of tasks declared with `worker: { queue, type }` with async
+//!   handlers: bounded concurrency, automatic heartbeats, graceful shutdown.
+//! - [`ClientError`]: every failure of a call, by gRPC code, with the server's
+//!   `tandem-error-code`.
 //! - [`proto`]: the generated messages, tonic clients and servers of `api/proto/tandem/v1/`.
+//!
+//! Units follow the protos: times are milliseconds since the Unix epoch (`*_unix_ms`),
+//! durations are [`std::time::Duration`] in the SDK and milliseconds (`*_ms`) on the wire.
+
+mod backoff;
+mod client;
+mod connection;
+mod error;
+mod types;
+pub mod worker;
+
+pub use backoff::Backoff;
+pub use client::{Client, ListRuns, RegisteredWorkflow, RunPage, StartRun, StartedRun, Submitted};
+pub use connection::ClientConfig;
+pub use error::{ClientError, ERROR_CODE_KEY};
+pub use types::{Run, RunState, Task, TaskCounts, TaskState};
+pub use worker::{
+    CancelReason, Outputs, TaskContext, TaskError, Worker, WorkerBuilder, WorkerConfigError,
+    WorkerStats,
+};
 
 /// The generated code of package `tandem.v1` (prost messages, tonic clients and servers).
 #[allow(missing_docs, clippy::all)]

@@ -1,0 +1,181 @@
+//! Automatic heartbeats of one leased attempt, while its handler runs and until its result is
+//! delivered.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::context::CancelReason;
+use super::rpc::WorkerRpc;
+
+/// Heartbeat period when the lease has no heartbeat timeout (to learn about cancellation).
+pub(crate) const IDLE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest heartbeat period, whatever the timeout.
+pub(crate) const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+/// Longest wait before progress details set by the handler are sent.
+pub(crate) const MAX_DETAILS_DELAY: Duration = Duration::from_secs(1);
+
+/// How often to heartbeat an attempt whose lease has `heartbeat_timeout` (zero = none): a
+/// third of it, so that two heartbeats may be lost or slow before the lease is; at least
+/// [`MIN_HEARTBEAT_INTERVAL`]; [`IDLE_HEARTBEAT_INTERVAL`] without a timeout.
+pub(crate) fn heartbeat_interval(heartbeat_timeout: Duration) -> Duration {
+    if heartbeat_timeout.is_zero() {
+        IDLE_HEARTBEAT_INTERVAL
+    } else {
+        (heartbeat_timeout / 3).max(MIN_HEARTBEAT_INTERVAL)
+    }
+}
+
+/// Shortest gap between two heartbeats sent because the handler set new details.
+pub(crate) fn details_gap(interval: Duration) -> Duration {
+    interval.min(MAX_DETAILS_DELAY)
+}
+
+/// When the server, last heard from at `last_contact`, has certainly taken back a lease with
+/// `heartbeat_timeout` (zero = none: give up after [`IDLE_HEARTBEAT_INTERVAL`] × 6). Past it,
+/// delivering the attempt's result is pointless.
+pub(crate) fn lease_expiry(last_contact: Instant, heartbeat_timeout: Duration) -> Instant {
+    let window = if heartbeat_timeout.is_zero() {
+        IDLE_HEARTBEAT_INTERVAL * 6
+    } else {
+        heartbeat_timeout.max(Duration::from_secs(5))
+    };
+    last_contact + window
+}
+
+/// When the server last acknowledged something about one lease.
+#[derive(Debug)]
+pub(crate) struct LastContact(Mutex<Instant>);
+
+impl LastContact {
+    pub(crate) fn now() -> Arc<LastContact> {
+        Arc::new(LastContact(Mutex::new(Instant::now())))
+    }
+
+    pub(crate) fn touch(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Heartbeats `lease_id` every [`heartbeat_interval`], and soon after the handler sets new
+/// details, until aborted. Sets `cancel` when a reply says the run is being cancelled, or when
+/// the server says the lease is gone (then stops). Transient failures are logged and retried
+/// at the next tick.
+pub(crate) async fn keep_alive(
+    rpc: WorkerRpc,
+    lease_id: String,
+    heartbeat_timeout: Duration,
+    mut details: watch::Receiver<Option<String>>,
+    cancel: watch::Sender<Option<CancelReason>>,
+    last_contact: Arc<LastContact>,
+) {
+    let interval = heartbeat_interval(heartbeat_timeout);
+    let gap = details_gap(interval);
+    let mut next_due = Instant::now() + interval;
+    let mut last_sent: Option<Instant> = None;
+    let mut details_open = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next_due) => {}
+            changed = details.changed(), if details_open => {
+                if changed.is_err() {
+                    // The handler dropped its context: only timed heartbeats from now on.
+                    details_open = false;
+                    continue;
+                }
+                if let Some(sent) = last_sent {
+                    tokio::time::sleep_until(sent + gap).await;
+                }
+            }
+        }
+        let text = details.borrow_and_update().clone().unwrap_or_default();
+        last_sent = Some(Instant::now());
+        next_due = Instant::now() + interval;
+        match rpc.heartbeat(&lease_id, text).await {
+            Ok(cancel_requested) => {
+                last_contact.touch();
+                if cancel_requested {
+                    cancel.send_if_modified(|reason| {
+                        if reason.is_none() {
+                            tracing::info!(
+                                "the run is being cancelled; asking the handler to stop"
+                            );
+                            *reason = Some(CancelReason::RunCancelled);
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "heartbeat failed; retrying at the next tick");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the server no longer leases this attempt to the worker");
+                cancel.send_replace(Some(CancelReason::LeaseLost {
+                    message: error.to_string(),
+                }));
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_a_third_of_the_timeout() {
+        assert_eq!(
+            heartbeat_interval(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            heartbeat_interval(Duration::from_millis(3000)),
+            Duration::from_millis(1000)
+        );
+    }
+
+    #[test]
+    fn interval_has_a_floor_and_a_default() {
+        assert_eq!(
+            heartbeat_interval(Duration::from_millis(60)),
+            MIN_HEARTBEAT_INTERVAL
+        );
+        assert_eq!(heartbeat_interval(Duration::ZERO), IDLE_HEARTBEAT_INTERVAL);
+    }
+
+    #[test]
+    fn details_are_sent_within_a_second_or_an_interval() {
+        assert_eq!(details_gap(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            details_gap(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn lease_expiry_follows_the_timeout_with_a_floor() {
+        let now = Instant::now();
+        assert_eq!(
+            lease_expiry(now, Duration::from_secs(60)),
+            now + Duration::from_secs(60)
+        );
+        assert_eq!(
+            lease_expiry(now, Duration::from_millis(300)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(
+            lease_expiry(now, Duration::ZERO),
+            now + Duration::from_secs(60)
+        );
+    }
+}
