@@ -321,6 +321,140 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::{ClientConfig, Connection};
+    use crate::worker::context::tests::attempt_info;
+
+    /// An environment whose server is never called by `run_handler`.
+    fn env(grace: Duration) -> (AttemptEnv, watch::Sender<Option<Instant>>) {
+        let connection =
+            Connection::lazy(&ClientConfig::new("http://127.0.0.1:9")).expect("a valid address");
+        let (deadline_tx, deadline_rx) = watch::channel(None);
+        let env = AttemptEnv {
+            rpc: WorkerRpc::new(connection, "q".to_string(), "w1".to_string()),
+            handlers: Arc::new(Handlers::new()),
+            counters: Arc::new(Counters::default()),
+            shutdown_deadline: deadline_rx,
+            shutdown_grace: grace,
+        };
+        (env, deadline_tx)
+    }
+
+    fn handler<F, Fut>(body: F) -> Handler
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Outputs, TaskError>> + Send + 'static,
+    {
+        Arc::new(move |context| Box::pin(body(context)))
+    }
+
+    fn context() -> TaskContext {
+        TaskContext::new(attempt_info()).0
+    }
+
+    #[tokio::test]
+    async fn a_returning_handler_gives_its_result() {
+        let (env, _deadline) = env(Duration::from_secs(1));
+        let outcome = run_handler(
+            &env,
+            handler(|task: TaskContext| async move {
+                Ok(Outputs::from([(
+                    "task".to_string(),
+                    task.task_id().to_string(),
+                )]))
+            }),
+            context(),
+        )
+        .await;
+        match outcome {
+            Outcome::Completed(outputs) => assert_eq!(outputs["task"], "load"),
+            other => panic!("expected Completed, found {other:?}"),
+        }
+        let outcome = run_handler(
+            &env,
+            handler(|_| async { Err(TaskError::non_retryable("no").with_type("bad")) }),
+            context(),
+        )
+        .await;
+        match outcome {
+            Outcome::Failed(error) => {
+                assert!(!error.is_retryable());
+                assert_eq!(error.error_type(), Some("bad"));
+            }
+            other => panic!("expected Failed, found {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_the_attempt_retryably() {
+        let (env, _deadline) = env(Duration::from_secs(1));
+        let panics_at_once: Handler = Arc::new(|_| panic!("sync boom"));
+        for body in [handler(|_| async { panic!("async boom") }), panics_at_once] {
+            match run_handler(&env, body, context()).await {
+                Outcome::Failed(error) => {
+                    assert!(error.is_retryable());
+                    assert_eq!(error.error_type(), Some(HANDLER_PANIC));
+                    assert!(error.message().contains("boom"), "{error}");
+                }
+                other => panic!("expected Failed, found {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_lets_handlers_finish_within_the_grace_period() {
+        let (env, deadline) = env(Duration::from_secs(5));
+        let slow = handler(|_| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(Outputs::new())
+        });
+        let running = tokio::spawn({
+            let env = env.clone();
+            async move { run_handler(&env, slow, context()).await }
+        });
+        tokio::task::yield_now().await;
+        deadline.send_replace(Some(Instant::now() + Duration::from_secs(5)));
+        let outcome = running.await.expect("no panic");
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        assert_eq!(env.counters.snapshot().released, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_handlers_still_running_after_the_grace_period() {
+        let (env, deadline) = env(Duration::from_secs(5));
+        let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+        let dropped_tx = Arc::new(std::sync::Mutex::new(Some(dropped_tx)));
+        let endless = handler(move |_| {
+            // Dropped (closing the channel) when the handler's future is dropped.
+            let guard = dropped_tx.lock().expect("unpoisoned").take();
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok(Outputs::new())
+            }
+        });
+        let started = Instant::now();
+        let running = tokio::spawn({
+            let env = env.clone();
+            async move { run_handler(&env, endless, context()).await }
+        });
+        tokio::task::yield_now().await;
+        deadline.send_replace(Some(Instant::now() + Duration::from_secs(5)));
+        let outcome = running.await.expect("no panic");
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        match outcome {
+            Outcome::Failed(error) => {
+                assert!(error.is_retryable());
+                assert_eq!(error.error_type(), Some(WORKER_SHUTDOWN));
+                assert!(error.message().contains("grace period 5000 ms"), "{error}");
+            }
+            other => panic!("expected Failed, found {other:?}"),
+        }
+        assert_eq!(env.counters.snapshot().released, 1);
+        // The handler's task was aborted: its future is dropped.
+        dropped_rx
+            .await
+            .expect_err("the sender is dropped with the future");
+    }
 
     #[test]
     fn input_must_be_a_json_object() {

@@ -194,7 +194,7 @@ impl TaskContext {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn attempt_info() -> AttemptInfo {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::error::ClientError;
+
 use super::context::CancelReason;
 use super::rpc::WorkerRpc;
 
@@ -31,6 +33,11 @@ pub(crate) fn heartbeat_interval(heartbeat_timeout: Duration) -> Duration {
 /// Shortest gap between two heartbeats sent because the handler set new details.
 pub(crate) fn details_gap(interval: Duration) -> Duration {
     interval.min(MAX_DETAILS_DELAY)
+}
+
+/// Longest wait for one heartbeat's reply: the heartbeat interval, at least 1 s.
+pub(crate) fn call_limit(interval: Duration) -> Duration {
+    interval.max(Duration::from_secs(1))
 }
 
 /// When the server, last heard from at `last_contact`, has certainly taken back a lease with
@@ -97,7 +104,20 @@ pub(crate) async fn keep_alive(
         let text = details.borrow_and_update().clone().unwrap_or_default();
         last_sent = Some(Instant::now());
         next_due = Instant::now() + interval;
-        match rpc.heartbeat(&lease_id, text).await {
+        // A heartbeat that hangs must not hold back the next one past the lease's timeout.
+        let reply = tokio::time::timeout(call_limit(interval), rpc.heartbeat(&lease_id, text))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Other {
+                    code: tonic::Code::DeadlineExceeded,
+                    message: format!(
+                        "no heartbeat reply within {} ms",
+                        call_limit(interval).as_millis()
+                    ),
+                    error_code: None,
+                })
+            });
+        match reply {
             Ok(cancel_requested) => {
                 last_contact.touch();
                 if cancel_requested {
@@ -159,6 +179,15 @@ mod tests {
         assert_eq!(
             details_gap(Duration::from_millis(200)),
             Duration::from_millis(200)
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_call_is_bounded_by_the_interval() {
+        assert_eq!(call_limit(Duration::from_secs(10)), Duration::from_secs(10));
+        assert_eq!(
+            call_limit(Duration::from_millis(50)),
+            Duration::from_secs(1)
         );
     }
 
