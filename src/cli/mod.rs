@@ -1,14 +1,20 @@
 //! Command-line arguments, dispatch to the commands, and exit codes.
 
 mod bench;
+mod cancel;
 mod graph;
 mod logs;
 mod progress;
+mod remote;
+mod remote_runs;
 mod run;
 mod runs;
 mod show;
+mod status;
+mod submit;
 mod table;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +54,11 @@ pub struct Cli {
     )]
     state_dir: PathBuf,
 
+    /// Address of a Tandem server (`tandem serve`) for submit, status, cancel, watch, and runs
+    /// [default for the commands that need a server: http://127.0.0.1:7233].
+    #[arg(long, global = true, env = "TANDEM_SERVER", value_name = "URL")]
+    server: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -64,8 +75,16 @@ enum Command {
     Run(run::RunArgs),
     /// Continue a run whose process died, from its checkpoints.
     Resume(run::ResumeArgs),
-    /// List runs, newest first.
+    /// List runs, newest first (with --server: a server's runs).
     Runs(runs::RunsArgs),
+    /// Register a workflow file with a server and start a run of it; print the run id.
+    Submit(submit::SubmitArgs),
+    /// Show a run on a server, with its tasks.
+    Status(status::StatusArgs),
+    /// Ask a run on a server to stop.
+    Cancel(cancel::CancelArgs),
+    /// Follow a run on a server with live progress until it ends.
+    Watch(watch::WatchArgs),
     /// Show a run's tasks: state, attempts, times, exit codes, outputs.
     Show(show::ShowArgs),
     /// Print the captured stdout/stderr of a task's attempt.
@@ -163,7 +182,11 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::validate(&files),
         Command::Run(args) => run::run(&state_dir, args),
         Command::Resume(args) => run::resume(&state_dir, args),
-        Command::Runs(args) => runs::runs(&state_dir, args),
+        Command::Runs(args) => runs::runs(&state_dir, cli.server.as_deref(), args),
+        Command::Submit(args) => submit::submit(cli.server.as_deref(), args),
+        Command::Status(args) => status::status(cli.server.as_deref(), args),
+        Command::Cancel(args) => cancel::cancel(cli.server.as_deref(), args),
+        Command::Watch(args) => watch::watch_command(cli.server.as_deref(), args),
         Command::Show(args) => show::show(&state_dir, args),
         Command::Logs(args) => logs::logs(&state_dir, args),
         Command::Graph(args) => graph::graph(args),

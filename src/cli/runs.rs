@@ -17,7 +17,7 @@ pub struct RunsArgs {
     #[arg(long, value_name = "NAME")]
     workflow: Option<String>,
     /// Only runs in this state: running, succeeded, failed, cancelled, timed_out.
-    #[arg(long, value_name = "STATE", value_parser = parse_status)]
+    #[arg(long, alias = "state", value_name = "STATE", value_parser = parse_status)]
     status: Option<RunStatus>,
     /// At most this many runs (0: all).
     #[arg(long, default_value_t = 20)]
@@ -25,6 +25,9 @@ pub struct RunsArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+    /// With --server: continue a listing after the page this token (printed by it) ends.
+    #[arg(long, value_name = "TOKEN")]
+    page_token: Option<String>,
 }
 
 fn parse_status(text: &str) -> Result<RunStatus, String> {
@@ -33,13 +36,31 @@ fn parse_status(text: &str) -> Result<RunStatus, String> {
     })
 }
 
-/// `tandem runs`.
-pub fn runs(state_dir: &StateDir, args: RunsArgs) -> Result<u8, Failure> {
+/// `tandem runs`: the runs of the local state dir, or with `--server` those of a server.
+pub fn runs(state_dir: &StateDir, server: Option<&str>, args: RunsArgs) -> Result<u8, Failure> {
+    if let Some(server) = server {
+        return super::remote_runs::runs(
+            server,
+            super::remote_runs::RemoteRuns {
+                workflow: args.workflow,
+                status: args.status.map(RunStatus::as_str),
+                limit: args.limit,
+                page_token: args.page_token,
+                output: args.output,
+            },
+        );
+    }
+    if args.page_token.is_some() {
+        return Err(Failure::invalid(
+            "--page-token continues a server's listing: give the server with --server URL",
+        ));
+    }
     let store = open_existing_store(state_dir)?;
     let filter = RunFilter {
         workflow: args.workflow,
         status: args.status,
         limit: args.limit,
+        before: None,
     };
     let runs = runtime()?.block_on(store.list_runs(&filter))?;
     match args.output {
