@@ -3,8 +3,10 @@
 //! A store keeps the region's checkpoint log (positions from 1, no gaps), one row per run (a
 //! projection of the log for listing), and the fencing state: every run has an *owner epoch*,
 //! and an append carrying a lower epoch for that run is refused in the same transaction.
-//! Epochs are allocated by the store and grow across all runs.
+//! Epochs are allocated by the store and grow across all runs. It also keeps the workflows
+//! registered with a region and the idempotency keys of run creations.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod suite;
 
@@ -120,7 +122,10 @@ pub struct RunSummary {
     pub owner: Owner,
 }
 
-/// Which runs [`CheckpointStore::list_runs`] returns: newest first.
+/// Which runs [`CheckpointStore::list_runs`] returns: newest first, that is in descending
+/// run id order (run ids are UUIDv7, ordered by creation time).
+///
+/// To page through runs, pass the last run id of a page as `before` of the next.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
     /// Only runs of this workflow name.
@@ -129,6 +134,32 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// At most this many runs (0 means no limit).
     pub limit: usize,
+    /// Only runs whose id sorts before this one (created before it).
+    pub before: Option<RunId>,
+}
+
+/// A workflow registered with a region: its DAG file text under (name, version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWorkflow {
+    /// Workflow name (the file's `name:`).
+    pub name: String,
+    /// Workflow version (hex SHA-256 of the file text).
+    pub version: String,
+    /// The DAG file's text.
+    pub source: String,
+    /// The file's name as given at registration, for messages (`nightly.yaml`).
+    pub file_name: String,
+    /// When it was registered (ms since the Unix epoch).
+    pub registered_at: UnixMillis,
+}
+
+/// What [`CheckpointStore::create_run_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The key was unused: the run was created with this owner epoch.
+    Created(Epoch),
+    /// The key was used before: it names this run, and nothing was created.
+    Existing(RunId),
 }
 
 /// Errors of a [`CheckpointStore`]. `location` names the store (a file path, a database URL).
@@ -172,6 +203,14 @@ pub enum StoreError {
         /// What was expected and what was found.
         detail: String,
     },
+    /// No workflow registered under this name (and version, when one was asked for).
+    #[error("{}", workflow_not_found(name, version.as_deref()))]
+    WorkflowNotFound {
+        /// The workflow name asked for.
+        name: String,
+        /// The version asked for; `None` when the latest was asked for.
+        version: Option<String>,
+    },
     /// The store was written by a newer Tandem with a schema this build does not know.
     #[error(
         "state store {location} has schema version {found}, newer than the {supported} this build of Tandem knows: upgrade Tandem"
@@ -203,8 +242,25 @@ pub enum StoreError {
     },
 }
 
+/// The detail of the [`StoreError::InvalidAppend`] for a (name, version) registered before
+/// with another text.
+pub(crate) fn workflow_text_conflict(workflow: &StoredWorkflow) -> String {
+    format!(
+        "workflow `{}` version {} is registered already with a text other than the one given (from {}): a version names one text (the SHA-256 of the file)",
+        workflow.name, workflow.version, workflow.file_name
+    )
+}
+
+fn workflow_not_found(name: &str, version: Option<&str>) -> String {
+    match version {
+        Some(version) => format!("workflow `{name}` version {version} is not registered"),
+        None => format!("no version of workflow `{name}` is registered"),
+    }
+}
+
 /// The durable home of checkpoints. Implementations: [`sqlite::SqliteStore`] (embedded, one
-/// file); PostgreSQL follows. Every implementation must pass [`suite`].
+/// file) and [`postgres::PostgresStore`] (a region's shared store). Every implementation must
+/// pass [`suite`].
 ///
 /// Guarantees every implementation gives:
 /// - an append is atomic and durable when it returns `Ok` (fsync'd);
@@ -266,6 +322,37 @@ pub trait CheckpointStore: Send + Sync {
     /// The run table row of `run_id`. Errors: [`StoreError::RunNotFound`].
     async fn run_summary(&self, run_id: RunId) -> Result<RunSummary, StoreError>;
 
-    /// Runs matching `filter`, newest first.
+    /// Runs matching `filter`, newest first (descending run id).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// Registers `workflow` under (name, version). Returns `true` when it was stored now,
+    /// `false` when that version was registered before with the same text (then nothing
+    /// changes, including its registration time and order).
+    ///
+    /// Errors: [`StoreError::InvalidAppend`] when that (name, version) is registered with a
+    /// different text (a version is the hash of the text, so the caller computed it wrong).
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError>;
+
+    /// The workflow registered as (`name`, `version`), or with `version` `None` the version of
+    /// `name` registered last. Errors: [`StoreError::WorkflowNotFound`].
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<StoredWorkflow, StoreError>;
+
+    /// Creates a run at most once per `idempotency_key`, atomically: when the key is unused,
+    /// does what [`CheckpointStore::create_run`] does and remembers the key for `run_id` in the
+    /// same transaction ([`CreateOutcome::Created`]); when the key names a run already, creates
+    /// nothing and returns that run ([`CreateOutcome::Existing`]), whatever `run_id`, `owner`
+    /// and `created` say. Concurrent calls with one key create one run.
+    ///
+    /// Errors: those of `create_run`, and [`StoreError::InvalidAppend`] for an empty key.
+    async fn create_run_once(
+        &self,
+        idempotency_key: &str,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError>;
 }

@@ -13,8 +13,11 @@
 //!   newer Tandem with [`StoreError::SchemaTooNew`]. Damage found later (a malformed page, a
 //!   payload that does not decode) gives [`StoreError::Corrupt`] naming what was found where.
 //!
-//! Layout of the file: see [`schema`] (tables `meta`, `runs`, `checkpoints`, migrations).
+//! Layout of the file: see [`schema`] (tables `meta`, `runs`, `checkpoints`, `workflows`,
+//! `idempotency_keys`, migrations).
 
+mod catalog;
+mod create;
 mod error;
 mod preflight;
 mod read;
@@ -28,6 +31,8 @@ mod tests_crash;
 #[cfg(test)]
 mod tests_damage;
 #[cfg(test)]
+mod tests_migrate;
+#[cfg(test)]
 mod tests_suite_faults;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +42,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{CheckpointStore, Owner, RunFilter, RunSummary, StoreError};
+use super::{
+    CheckpointStore, CreateOutcome, Owner, RunFilter, RunSummary, StoreError, StoredWorkflow,
+};
 use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
 
 /// How [`SqliteStore::open_with`] opens a store.
@@ -268,7 +275,8 @@ impl CheckpointStore for SqliteStore {
     ) -> Result<Epoch, StoreError> {
         let owner = owner.clone();
         self.with_writer("creating a run", move |context, connection| {
-            write::create_run(context, connection, run_id, &owner, &created)
+            let run = create::NewRun::new(context, run_id, &owner, &created)?;
+            create::create_run(context, connection, &run)
         })
         .await
     }
@@ -276,7 +284,7 @@ impl CheckpointStore for SqliteStore {
     async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError> {
         let owner = owner.clone();
         self.with_writer("claiming a run", move |context, connection| {
-            write::claim_run(context, connection, run_id, &owner)
+            create::claim_run(context, connection, run_id, &owner)
         })
         .await
     }
@@ -331,6 +339,51 @@ impl CheckpointStore for SqliteStore {
         let filter = filter.clone();
         self.with_reader("listing runs", move |context, connection| {
             read::list_runs(context, connection, &filter)
+        })
+        .await
+    }
+
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError> {
+        let workflow = workflow.clone();
+        self.with_writer("registering a workflow", move |context, connection| {
+            catalog::put_workflow(context, connection, &workflow)
+        })
+        .await
+    }
+
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<StoredWorkflow, StoreError> {
+        let name = name.to_string();
+        let version = version.map(str::to_string);
+        self.with_reader("reading a workflow", move |context, connection| {
+            catalog::get_workflow(context, connection, &name, version.as_deref())
+        })
+        .await
+    }
+
+    async fn create_run_once(
+        &self,
+        idempotency_key: &str,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError> {
+        if idempotency_key.is_empty() {
+            return Err(StoreError::InvalidAppend {
+                location: self.location(),
+                detail: format!(
+                    "creating run {run_id}: expected a non-empty idempotency key, found an empty one"
+                ),
+            });
+        }
+        let key = idempotency_key.to_string();
+        let owner = owner.clone();
+        self.with_writer("creating a run once", move |context, connection| {
+            let run = create::NewRun::new(context, run_id, &owner, &created)?;
+            create::create_run_once(context, connection, &key, &run)
         })
         .await
     }

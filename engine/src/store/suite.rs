@@ -8,11 +8,15 @@
 //! (`#[tokio::test(flavor = "multi_thread")]`) so the concurrency tests really run in
 //! parallel.
 
+mod catalog;
 mod concurrent;
 mod events;
 mod fencing;
 mod fixtures;
 mod log;
+mod paging;
+mod payloads;
+mod positions;
 mod runs;
 
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use async_trait::async_trait;
 
 use super::{CheckpointStore, StoreError};
 
+pub use catalog::{test_concurrent_create_run_once, test_create_run_once, test_workflows};
 pub use concurrent::test_concurrent_writers_and_readers;
 pub use fencing::{
     test_epochs_grow_across_runs, test_fencing, test_fencing_across_handles,
@@ -33,6 +38,9 @@ pub use log::{
     test_latest_position, test_positions_contiguous_from_one, test_read_log_paging,
     test_round_trip_every_event,
 };
+pub use paging::test_list_runs_pages;
+pub use payloads::test_payloads_keep_any_text;
+pub use positions::test_positions_never_skip;
 pub use runs::{
     test_list_runs_filters, test_run_exists_and_not_found, test_run_finished_updates_status,
     test_run_summary,
@@ -52,8 +60,8 @@ pub trait StoreFactory: Send + Sync {
     ) -> Result<Arc<dyn CheckpointStore>, StoreError>;
 }
 
-/// Runs every test of the suite, each on a fresh store from `factory`; the concurrency test
-/// gets three handles (two of them independent) to one store.
+/// Runs every test of the suite, each on a fresh store from `factory`; the concurrency tests
+/// get several handles (at least two of them independent) to one store.
 pub async fn run_all(factory: &dyn StoreFactory) {
     test_round_trip_every_event(&*fresh(factory).await).await;
     test_positions_contiguous_from_one(&*fresh(factory).await).await;
@@ -66,11 +74,19 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     test_fencing(&*fresh(factory).await).await;
     test_epochs_grow_across_runs(&*fresh(factory).await).await;
     test_invalid_appends_write_nothing(&*fresh(factory).await).await;
+    test_payloads_keep_any_text(&*fresh(factory).await).await;
+    test_list_runs_pages(&*fresh(factory).await).await;
+    test_workflows(&*fresh(factory).await).await;
+    test_create_run_once(&*fresh(factory).await).await;
     let (first, second) = two_handles(factory).await;
     test_fencing_across_handles(&*first, &*second).await;
     let (first, second) = two_handles(factory).await;
     let handles = [Arc::clone(&first), second, first];
     test_concurrent_writers_and_readers(&handles).await;
+    let (first, second) = two_handles(factory).await;
+    test_concurrent_create_run_once(&[first, second]).await;
+    let (first, second) = two_handles(factory).await;
+    test_positions_never_skip(&[first, second]).await;
 }
 
 /// A fresh store from `factory`, or a panic saying why there is none.

@@ -115,7 +115,7 @@ pub(super) fn run_summary(
     }
 }
 
-/// See [`crate::store::CheckpointStore::list_runs`]: newest (latest created) first.
+/// See [`crate::store::CheckpointStore::list_runs`]: newest (highest run id) first.
 pub(super) fn list_runs(
     context: &Context,
     connection: &mut Connection,
@@ -127,17 +127,21 @@ pub(super) fn list_runs(
         0 => -1,
         limit => i64::try_from(limit).unwrap_or(i64::MAX),
     };
+    // Run ids are stored as their 16 bytes, big-endian: byte order is `RunId` order.
+    let before = filter.before.map(|run_id| run_id.0.as_bytes().to_vec());
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs
              WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY created_position DESC LIMIT ?3"
+                AND (?3 IS NULL OR run_id < ?3)
+             ORDER BY run_id DESC LIMIT ?4"
         ))
         .map_err(|error| sql(context, doing, error))?;
     let mut rows = statement
         .query(rusqlite::params![
             filter.workflow,
             filter.status.map(RunStatus::as_str),
+            before,
             limit
         ])
         .map_err(|error| sql(context, doing, error))?;

@@ -17,6 +17,13 @@
 //!   position plus one under SQLite's write lock, so positions start at 1 and have no gaps;
 //!   rows are never deleted, so positions are never reused. `payload` is the event as JSON
 //!   (serde), `kind` its type tag; index `(run_key, position)` serves reads of one run.
+//!
+//! Version 2 (a version 1 store is upgraded at open; no data changes):
+//! - `workflows`: the workflows registered with the store, one row per (name, version);
+//!   `registration` (the row id) orders them, so the latest registered is the highest.
+//! - `idempotency_keys`: the run each idempotency key created (`create_run_once`).
+//! - Runs are listed in run id order (UUIDv7: creation order): indexes `(workflow, run_id)`
+//!   and `(status, run_id)` replace `(workflow, created_position)`.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -28,13 +35,19 @@ use crate::store::StoreError;
 pub const APPLICATION_ID: i32 = 0x5441_4E44;
 
 /// The migrations, in order; migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and the newest it can read.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Tables every version of the schema has; a store missing one is damaged.
-const REQUIRED_TABLES: &[&str] = &["checkpoints", "meta", "runs"];
+const REQUIRED_TABLES: &[&str] = &[
+    "checkpoints",
+    "idempotency_keys",
+    "meta",
+    "runs",
+    "workflows",
+];
 
 const V1: &str = "
 CREATE TABLE meta (
@@ -69,6 +82,28 @@ CREATE TABLE checkpoints (
     payload TEXT NOT NULL
 ) STRICT;
 CREATE INDEX checkpoints_by_run ON checkpoints (run_key, position);
+";
+
+const V2: &str = "
+CREATE TABLE workflows (
+    registration INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    UNIQUE (name, version)
+) STRICT;
+CREATE INDEX workflows_latest ON workflows (name, registration);
+
+CREATE TABLE idempotency_keys (
+    idempotency_key TEXT PRIMARY KEY NOT NULL,
+    run_key INTEGER NOT NULL UNIQUE REFERENCES runs (run_key)
+) STRICT;
+
+DROP INDEX runs_by_workflow;
+CREATE INDEX runs_by_workflow ON runs (workflow, run_id);
+CREATE INDEX runs_by_status ON runs (status, run_id);
 ";
 
 /// What the file's header and catalog say.

@@ -79,6 +79,10 @@ suite_tests!(
     test_fencing,
     test_epochs_grow_across_runs,
     test_invalid_appends_write_nothing,
+    test_payloads_keep_any_text,
+    test_list_runs_pages,
+    test_workflows,
+    test_create_run_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,6 +101,24 @@ async fn test_concurrent_writers_and_readers() {
         .await
         .expect("a third handle");
     suite::test_concurrent_writers_and_readers(&[first, second, third]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_concurrent_create_run_once() {
+    let factory = SqliteFactory::new();
+    let (first, second) = suite::two_handles(&factory).await;
+    suite::test_concurrent_create_run_once(&[first, second]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_positions_never_skip() {
+    let factory = SqliteFactory::new();
+    let (first, second) = suite::two_handles(&factory).await;
+    let third = factory
+        .another_handle(&*first)
+        .await
+        .expect("a third handle");
+    suite::test_positions_never_skip(&[first, second, third]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,10 @@ use futures::FutureExt;
 use super::SqliteStore;
 use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
 use crate::store::suite;
-use crate::store::{CheckpointStore, Owner, RunFilter, RunStatus, RunSummary, StoreError};
+use crate::store::{
+    CheckpointStore, CreateOutcome, Owner, RunFilter, RunStatus, RunSummary, StoreError,
+    StoredWorkflow,
+};
 
 /// One deliberate bug.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +30,15 @@ enum Fault {
     LatestOffByOne,
     /// `append` splits a batch into two commits with a foreign checkpoint in between.
     SplitBatches,
+    /// `read_log` leaves out the first checkpoint of pages of two or more: a reader sees a
+    /// position before a lower one.
+    SkipsAPosition,
+    /// `list_runs` ignores `before`.
+    IgnoresBefore,
+    /// `create_run_once` forgets keys (creates a run every time).
+    ForgetsKeys,
+    /// `get_workflow` without a version returns the first version registered.
+    FirstIsLatest,
 }
 
 struct Faulty {
@@ -85,6 +97,9 @@ impl CheckpointStore for Faulty {
         if self.fault == Fault::ShortPages && page.len() >= 2 {
             page.pop();
         }
+        if self.fault == Fault::SkipsAPosition && page.len() >= 2 {
+            page.remove(0);
+        }
         Ok(page)
     }
 
@@ -102,11 +117,52 @@ impl CheckpointStore for Faulty {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
-        let mut runs = self.inner.list_runs(filter).await?;
+        let mut filter = filter.clone();
+        if self.fault == Fault::IgnoresBefore {
+            filter.before = None;
+        }
+        let mut runs = self.inner.list_runs(&filter).await?;
         if self.fault == Fault::OldestFirst {
             runs.reverse();
         }
         Ok(runs)
+    }
+
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError> {
+        self.inner.put_workflow(workflow).await
+    }
+
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<StoredWorkflow, StoreError> {
+        if self.fault == Fault::FirstIsLatest && version.is_none() {
+            // The first registered: the oldest by registration time in these tests.
+            let latest = self.inner.get_workflow(name, None).await?;
+            let first = self.inner.get_workflow(name, Some("v1")).await;
+            return Ok(first.unwrap_or(latest));
+        }
+        self.inner.get_workflow(name, version).await
+    }
+
+    async fn create_run_once(
+        &self,
+        idempotency_key: &str,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError> {
+        if self.fault == Fault::ForgetsKeys {
+            return self
+                .inner
+                .create_run(run_id, owner, created)
+                .await
+                .map(CreateOutcome::Created);
+        }
+        self.inner
+            .create_run_once(idempotency_key, run_id, owner, created)
+            .await
     }
 }
 
@@ -178,6 +234,52 @@ async fn the_suite_catches_batches_that_are_not_contiguous() {
         fails_with(Fault::SplitBatches, async |store| {
             let handles = [Arc::clone(&store), store];
             suite::test_concurrent_writers_and_readers(&handles).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_reader_seeing_a_position_before_a_lower_one() {
+    assert!(
+        fails_with(Fault::SkipsAPosition, async |store| {
+            suite::test_positions_never_skip(&[store]).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_paging_that_ignores_before() {
+    assert!(
+        fails_with(Fault::IgnoresBefore, async |store| {
+            suite::test_list_runs_pages(&*store).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_forgotten_idempotency_keys() {
+    assert!(
+        fails_with(Fault::ForgetsKeys, async |store| {
+            suite::test_create_run_once(&*store).await
+        })
+        .await
+    );
+    assert!(
+        fails_with(Fault::ForgetsKeys, async |store| {
+            suite::test_concurrent_create_run_once(&[store]).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_wrong_latest_workflow() {
+    assert!(
+        fails_with(Fault::FirstIsLatest, async |store| {
+            suite::test_workflows(&*store).await
         })
         .await
     );

@@ -1,6 +1,6 @@
-//! The write transactions: create a run, claim a run, append a batch. Each takes SQLite's
-//! write lock first (`BEGIN IMMEDIATE`, waiting up to the busy timeout), checks everything,
-//! writes, and commits; any error drops the transaction, which rolls it back.
+//! The append transaction, and the helpers every write transaction shares. Each write takes
+//! SQLite's write lock first (`BEGIN IMMEDIATE`, waiting up to the busy timeout), checks
+//! everything, writes, and commits; any error drops the transaction, which rolls it back.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -13,117 +13,6 @@ use super::Context;
 use super::error::{corrupt, sql};
 use crate::checkpoint::{Epoch, Event, LogPosition, NewCheckpoint, RunId, now_millis};
 use crate::store::{Owner, RunStatus, StoreError};
-
-/// See [`crate::store::CheckpointStore::create_run`].
-pub(super) fn create_run(
-    context: &Context,
-    connection: &mut Connection,
-    run_id: RunId,
-    owner: &Owner,
-    created: &Event,
-) -> Result<Epoch, StoreError> {
-    let Event::RunCreated {
-        workflow,
-        version,
-        at,
-        ..
-    } = created
-    else {
-        return Err(invalid(
-            context,
-            format!(
-                "the first checkpoint of run {run_id} must be a `run_created` event, found `{}`",
-                created.kind()
-            ),
-        ));
-    };
-    let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
-    let payload = encode(context, created)?;
-    let transaction = begin(context, connection, "creating a run")?;
-    if find_run(context, &transaction, run_id)?.is_some() {
-        return Err(StoreError::RunExists {
-            run_id,
-            location: context.location.clone(),
-        });
-    }
-    let epoch = allocate_epoch(context, &transaction)?;
-    let position = latest_position(context, &transaction)? + 1;
-    let doing = "recording the new run";
-    transaction
-        .prepare_cached(
-            "INSERT INTO runs (run_id, workflow, version, status, created_at, created_position,
-                finished_at, owner_epoch, owner_host, owner_pid, owner_start_ticks)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
-        )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                run_id.0.as_bytes(),
-                workflow,
-                version,
-                at,
-                position,
-                epoch,
-                owner.host,
-                owner_pid,
-                owner_start_ticks,
-            ])
-        })
-        .map_err(|error| sql(context, doing, error))?;
-    let run_key = transaction.last_insert_rowid();
-    let recorded_at = now_millis();
-    transaction
-        .prepare_cached(INSERT_CREATED)
-        .and_then(|mut statement| {
-            statement.execute(params![
-                position,
-                epoch,
-                run_key,
-                recorded_at,
-                created.kind(),
-                payload,
-            ])
-        })
-        .map_err(|error| sql(context, doing, error))?;
-    commit(context, transaction, doing)?;
-    Ok(Epoch(epoch as u64))
-}
-
-/// See [`crate::store::CheckpointStore::claim_run`].
-pub(super) fn claim_run(
-    context: &Context,
-    connection: &mut Connection,
-    run_id: RunId,
-    owner: &Owner,
-) -> Result<Epoch, StoreError> {
-    let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
-    let transaction = begin(context, connection, "claiming a run")?;
-    let Some((run_key, _)) = find_run(context, &transaction, run_id)? else {
-        return Err(StoreError::RunNotFound {
-            run_id,
-            location: context.location.clone(),
-        });
-    };
-    let epoch = allocate_epoch(context, &transaction)?;
-    let doing = "recording the run's new owner";
-    transaction
-        .prepare_cached(
-            "UPDATE runs SET owner_epoch = ?2, owner_host = ?3, owner_pid = ?4,
-                owner_start_ticks = ?5
-             WHERE run_key = ?1",
-        )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                run_key,
-                epoch,
-                owner.host,
-                owner_pid,
-                owner_start_ticks,
-            ])
-        })
-        .map_err(|error| sql(context, doing, error))?;
-    commit(context, transaction, doing)?;
-    Ok(Epoch(epoch as u64))
-}
 
 /// See [`crate::store::CheckpointStore::append`]; `batch` is not empty.
 pub(super) fn append(
@@ -290,11 +179,6 @@ const INSERT_APPENDED_COLUMNS: &str =
 const INSERT_APPENDED: &str = "INSERT INTO checkpoints (epoch, run_key, recorded_at, kind, payload)
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// The `run_created` checkpoint of `create_run`, at an explicit position.
-const INSERT_CREATED: &str =
-    "INSERT INTO checkpoints (position, epoch, run_key, recorded_at, kind, payload)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
 /// Refuses the batch when a run it touches does not exist or is owned by a newer epoch;
 /// returns the run key of each checkpoint.
 fn check_fencing(
@@ -346,7 +230,7 @@ fn check_fencing(
 }
 
 /// The run key and owner epoch of `run_id`, or `None` when the run does not exist.
-fn find_run(
+pub(super) fn find_run(
     context: &Context,
     transaction: &Transaction<'_>,
     run_id: RunId,
@@ -372,7 +256,10 @@ fn find_run(
 }
 
 /// Hands out the next epoch of the store-wide counter (within the caller's transaction).
-fn allocate_epoch(context: &Context, transaction: &Transaction<'_>) -> Result<i64, StoreError> {
+pub(super) fn allocate_epoch(
+    context: &Context,
+    transaction: &Transaction<'_>,
+) -> Result<i64, StoreError> {
     let doing = "allocating an epoch";
     let next: Option<i64> = transaction
         .prepare_cached("SELECT value FROM meta WHERE key = 'next_epoch'")
@@ -404,14 +291,17 @@ fn allocate_epoch(context: &Context, transaction: &Transaction<'_>) -> Result<i6
 }
 
 /// The highest position (0 for an empty log), read inside the write transaction.
-fn latest_position(context: &Context, transaction: &Transaction<'_>) -> Result<i64, StoreError> {
+pub(super) fn latest_position(
+    context: &Context,
+    transaction: &Transaction<'_>,
+) -> Result<i64, StoreError> {
     transaction
         .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM checkpoints")
         .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
         .map_err(|error| sql(context, "reading the latest position", error))
 }
 
-fn begin<'c>(
+pub(super) fn begin<'c>(
     context: &Context,
     connection: &'c mut Connection,
     doing: &str,
@@ -421,13 +311,17 @@ fn begin<'c>(
         .map_err(|error| sql(context, &format!("{doing}: taking the write lock"), error))
 }
 
-fn commit(context: &Context, transaction: Transaction<'_>, doing: &str) -> Result<(), StoreError> {
+pub(super) fn commit(
+    context: &Context,
+    transaction: Transaction<'_>,
+    doing: &str,
+) -> Result<(), StoreError> {
     transaction
         .commit()
         .map_err(|error| sql(context, &format!("{doing}: committing"), error))
 }
 
-fn encode(context: &Context, event: &Event) -> Result<String, StoreError> {
+pub(super) fn encode(context: &Context, event: &Event) -> Result<String, StoreError> {
     serde_json::to_string(event).map_err(|error| {
         invalid(
             context,
@@ -437,7 +331,7 @@ fn encode(context: &Context, event: &Event) -> Result<String, StoreError> {
 }
 
 /// The owner's pid and start ticks as SQLite integers.
-fn owner_columns(context: &Context, owner: &Owner) -> Result<(i64, i64), StoreError> {
+pub(super) fn owner_columns(context: &Context, owner: &Owner) -> Result<(i64, i64), StoreError> {
     let start_ticks = i64::try_from(owner.start_ticks).map_err(|_| {
         invalid(
             context,
@@ -451,7 +345,7 @@ fn owner_columns(context: &Context, owner: &Owner) -> Result<(i64, i64), StoreEr
     Ok((i64::from(owner.pid), start_ticks))
 }
 
-fn invalid(context: &Context, detail: String) -> StoreError {
+pub(super) fn invalid(context: &Context, detail: String) -> StoreError {
     StoreError::InvalidAppend {
         location: context.location.clone(),
         detail,

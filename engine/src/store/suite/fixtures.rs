@@ -74,6 +74,7 @@ pub(super) fn filter(workflow: Option<&str>, status: Option<RunStatus>, limit: u
         workflow: workflow.map(str::to_string),
         status,
         limit,
+        before: None,
     }
 }
 

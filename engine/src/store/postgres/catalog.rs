@@ -1,0 +1,112 @@
+//! The workflows registered with the store (table `workflows`).
+
+use tokio_postgres::Row;
+
+use super::Context;
+use super::error::{corrupt, invalid, pg};
+use super::retry::Failure;
+use crate::store::{StoreError, StoredWorkflow, workflow_text_conflict};
+
+const WORKFLOW_COLUMNS: &str = "name, version, source, file_name, registered_at";
+
+/// See [`crate::store::CheckpointStore::put_workflow`]. After a connection lost during the
+/// commit, the retry finds the workflow stored and reports `false`.
+pub(super) async fn put_workflow(
+    context: &Context,
+    client: &deadpool_postgres::Client,
+    workflow: &StoredWorkflow,
+) -> Result<bool, Failure> {
+    let doing = "registering a workflow";
+    let failed = |error| pg(context, doing, error);
+    let insert = client
+        .prepare_cached(&format!(
+            "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name, version) DO NOTHING RETURNING 1"
+        ))
+        .await
+        .map_err(failed)?;
+    let inserted = client
+        .query_opt(
+            &insert,
+            &[
+                &workflow.name,
+                &workflow.version,
+                &workflow.source,
+                &workflow.file_name,
+                &workflow.registered_at,
+            ],
+        )
+        .await
+        .map_err(failed)?;
+    if inserted.is_some() {
+        return Ok(true);
+    }
+    let source: String = client
+        .query_one(
+            "SELECT source FROM workflows WHERE name = $1 AND version = $2",
+            &[&workflow.name, &workflow.version],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed)?;
+    if source == workflow.source {
+        Ok(false)
+    } else {
+        Err(Failure::Final(invalid(
+            context,
+            workflow_text_conflict(workflow),
+        )))
+    }
+}
+
+/// See [`crate::store::CheckpointStore::get_workflow`]: the latest is the one registered last.
+pub(super) async fn get_workflow(
+    context: &Context,
+    client: &deadpool_postgres::Client,
+    name: &str,
+    version: Option<&str>,
+) -> Result<StoredWorkflow, Failure> {
+    let doing = "reading a workflow";
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows
+             WHERE name = $1 AND ($2::text IS NULL OR version = $2)
+             ORDER BY registration DESC LIMIT 1"
+        ))
+        .await
+        .map_err(|error| pg(context, doing, error))?;
+    match client
+        .query_opt(&statement, &[&name, &version])
+        .await
+        .map_err(|error| pg(context, doing, error))?
+    {
+        Some(row) => Ok(decode(context, &row)?),
+        None => Err(Failure::Final(StoreError::WorkflowNotFound {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        })),
+    }
+}
+
+fn decode(context: &Context, row: &Row) -> Result<StoredWorkflow, StoreError> {
+    let column = |index: usize, name: &str| -> Result<String, StoreError> {
+        row.try_get(index).map_err(|error| {
+            corrupt(
+                context,
+                format!("a row of table workflows: column {name}: {error}"),
+            )
+        })
+    };
+    Ok(StoredWorkflow {
+        name: column(0, "name")?,
+        version: column(1, "version")?,
+        source: column(2, "source")?,
+        file_name: column(3, "file_name")?,
+        registered_at: row.try_get(4).map_err(|error| {
+            corrupt(
+                context,
+                format!("a row of table workflows: column registered_at: {error}"),
+            )
+        })?,
+    })
+}

@@ -1,0 +1,257 @@
+//! The ownership transactions: create a run (at most once per idempotency key), claim a run.
+
+use uuid::Uuid;
+
+use super::Context;
+use super::error::{invalid, pg};
+use super::retry::Failure;
+use super::write::{committed_batch, epoch_from};
+use crate::checkpoint::{Epoch, Event, RunId, now_millis};
+use crate::store::{CreateOutcome, Owner, StoreError};
+
+/// An owner as the columns of table `runs`.
+#[derive(Debug)]
+pub(super) struct OwnerColumns {
+    host: String,
+    pid: i64,
+    start_ticks: i64,
+}
+
+impl OwnerColumns {
+    /// Errors: [`StoreError::InvalidAppend`] for a start time above `i64::MAX` ticks.
+    pub fn new(context: &Context, owner: &Owner) -> Result<OwnerColumns, StoreError> {
+        let start_ticks = i64::try_from(owner.start_ticks).map_err(|_| {
+            invalid(
+                context,
+                format!(
+                    "expected the owner's start time of at most {} clock ticks, found {}",
+                    i64::MAX,
+                    owner.start_ticks
+                ),
+            )
+        })?;
+        Ok(OwnerColumns {
+            host: owner.host.clone(),
+            pid: i64::from(owner.pid),
+            start_ticks,
+        })
+    }
+}
+
+/// A run to create, checked and encoded before any connection is used.
+#[derive(Debug)]
+pub(super) struct NewRun {
+    run_id: RunId,
+    owner: OwnerColumns,
+    workflow: String,
+    version: String,
+    created_at: i64,
+    payload: String,
+}
+
+impl NewRun {
+    /// Checks that `created` is a `run_created` event and encodes it. Errors:
+    /// [`StoreError::InvalidAppend`].
+    pub fn new(
+        context: &Context,
+        run_id: RunId,
+        owner: &Owner,
+        created: &Event,
+    ) -> Result<NewRun, StoreError> {
+        let Event::RunCreated {
+            workflow,
+            version,
+            at,
+            ..
+        } = created
+        else {
+            return Err(invalid(
+                context,
+                format!(
+                    "the first checkpoint of run {run_id} must be a `run_created` event, found `{}`",
+                    created.kind()
+                ),
+            ));
+        };
+        let payload = serde_json::to_string(created).map_err(|error| {
+            invalid(
+                context,
+                format!("the `run_created` event of run {run_id} does not serialize: {error}"),
+            )
+        })?;
+        Ok(NewRun {
+            run_id,
+            owner: OwnerColumns::new(context, owner)?,
+            workflow: workflow.clone(),
+            version: version.clone(),
+            created_at: *at,
+            payload,
+        })
+    }
+}
+
+/// Takes the next position (the head's row lock: creates and appends take turns from here
+/// to `COMMIT`) and the next epoch, and inserts the run, its `run_created` checkpoint and the
+/// write's id. Returns nothing when the run id exists already.
+const CREATE_RUN: &str = "
+WITH head AS (
+    UPDATE log_head SET last = last + 1 RETURNING last
+), run AS (
+    INSERT INTO runs (run_id, workflow, version, status, created_at, created_position,
+        finished_at, owner_epoch, owner_host, owner_pid, owner_start_ticks)
+    SELECT $1, $2, $3, 'running', $4, head.last, NULL, nextval('epochs'), $5, $6, $7 FROM head
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING created_position, owner_epoch
+), batch AS (
+    INSERT INTO batches (batch_id, last_position, epoch)
+    SELECT $8, created_position, owner_epoch FROM run
+), created AS (
+    INSERT INTO checkpoints (position, epoch, run_id, recorded_at, kind, payload)
+    SELECT created_position, owner_epoch, $1, $9, 'run_created', $10::text::json FROM run
+)
+SELECT owner_epoch FROM run";
+
+/// See [`crate::store::CheckpointStore::create_run`] (`key` `None`) and
+/// [`crate::store::CheckpointStore::create_run_once`]. `batch_id` identifies the write across
+/// attempts: a retry (`attempt` > 1) whose first attempt committed returns its outcome.
+pub(super) async fn create_run(
+    context: &Context,
+    client: &mut deadpool_postgres::Client,
+    run: &NewRun,
+    key: Option<&str>,
+    batch_id: Uuid,
+    attempt: u32,
+) -> Result<CreateOutcome, Failure> {
+    if attempt > 1
+        && let Some((_, epoch)) = committed_batch(context, client, batch_id).await?
+    {
+        return Ok(CreateOutcome::Created(epoch));
+    }
+    let doing = "creating a run";
+    let failed = |error| pg(context, doing, error);
+    let run_id = run.run_id.0;
+    let transaction = client.transaction().await.map_err(failed)?;
+    if let Some(key) = key {
+        // Waits for a concurrent creation with the same key to commit or roll back.
+        let claimed = transaction
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (idempotency_key, run_id) VALUES ($1, $2)
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING run_id",
+            )
+            .await
+            .map_err(failed)?;
+        if transaction
+            .query_opt(&claimed, &[&key, &run_id])
+            .await
+            .map_err(failed)?
+            .is_none()
+        {
+            let existing: Uuid = transaction
+                .query_one(
+                    "SELECT run_id FROM idempotency_keys WHERE idempotency_key = $1",
+                    &[&key],
+                )
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(failed)?;
+            drop(transaction);
+            if attempt > 1
+                && existing == run_id
+                && let Some((_, epoch)) = committed_batch(context, client, batch_id).await?
+            {
+                return Ok(CreateOutcome::Created(epoch));
+            }
+            return Ok(CreateOutcome::Existing(RunId(existing)));
+        }
+    }
+    let statement = transaction
+        .prepare_cached(CREATE_RUN)
+        .await
+        .map_err(failed)?;
+    let row = transaction
+        .query_opt(
+            &statement,
+            &[
+                &run_id,
+                &run.workflow,
+                &run.version,
+                &run.created_at,
+                &run.owner.host,
+                &run.owner.pid,
+                &run.owner.start_ticks,
+                &batch_id,
+                &now_millis(),
+                &run.payload,
+            ],
+        )
+        .await
+        .map_err(failed)?;
+    let Some(row) = row else {
+        drop(transaction);
+        // A retry whose first attempt created the run (and was still committing when the
+        // retry started) finds it now.
+        if attempt > 1
+            && let Some((_, epoch)) = committed_batch(context, client, batch_id).await?
+        {
+            return Ok(CreateOutcome::Created(epoch));
+        }
+        return Err(Failure::Final(StoreError::RunExists {
+            run_id: run.run_id,
+            location: context.location.clone(),
+        }));
+    };
+    let epoch = epoch_from(
+        context,
+        row.try_get(0).map_err(failed)?,
+        "the new run's epoch",
+    )?;
+    transaction.commit().await.map_err(failed)?;
+    Ok(CreateOutcome::Created(epoch))
+}
+
+/// See [`crate::store::CheckpointStore::claim_run`]. The run's row lock orders the claim
+/// with appends to the run (which lock it `FOR KEY SHARE`). A retried claim claims again
+/// (a newer epoch for the same owner), which is harmless.
+pub(super) async fn claim_run(
+    context: &Context,
+    client: &mut deadpool_postgres::Client,
+    run_id: RunId,
+    owner: &OwnerColumns,
+) -> Result<Epoch, Failure> {
+    let doing = "claiming a run";
+    let failed = |error| pg(context, doing, error);
+    let transaction = client.transaction().await.map_err(failed)?;
+    let lock = transaction
+        .prepare_cached("SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE")
+        .await
+        .map_err(failed)?;
+    if transaction
+        .query_opt(&lock, &[&run_id.0])
+        .await
+        .map_err(failed)?
+        .is_none()
+    {
+        return Err(Failure::Final(StoreError::RunNotFound {
+            run_id,
+            location: context.location.clone(),
+        }));
+    }
+    let claim = transaction
+        .prepare_cached(
+            "UPDATE runs SET owner_epoch = nextval('epochs'), owner_host = $2, owner_pid = $3,
+                owner_start_ticks = $4
+             WHERE run_id = $1 RETURNING owner_epoch",
+        )
+        .await
+        .map_err(failed)?;
+    let epoch: i64 = transaction
+        .query_one(
+            &claim,
+            &[&run_id.0, &owner.host, &owner.pid, &owner.start_ticks],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed)?;
+    transaction.commit().await.map_err(failed)?;
+    Ok(epoch_from(context, epoch, "the claimed epoch")?)
+}

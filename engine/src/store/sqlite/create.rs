@@ -1,0 +1,205 @@
+//! The ownership transactions: create a run (at most once per idempotency key), claim a run.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::Context;
+use super::error::sql;
+use super::write::{
+    allocate_epoch, begin, commit, encode, find_run, invalid, latest_position, owner_columns,
+};
+use crate::checkpoint::{Epoch, Event, RunId, now_millis};
+use crate::store::{CreateOutcome, Owner, StoreError};
+
+/// A run to create, checked and encoded before the write lock is taken.
+pub(super) struct NewRun<'a> {
+    run_id: RunId,
+    owner: &'a Owner,
+    owner_pid: i64,
+    owner_start_ticks: i64,
+    workflow: &'a str,
+    version: &'a str,
+    created_at: i64,
+    kind: &'static str,
+    payload: String,
+}
+
+impl<'a> NewRun<'a> {
+    /// Checks that `created` is a `run_created` event and encodes it. Errors:
+    /// [`StoreError::InvalidAppend`].
+    pub fn new(
+        context: &Context,
+        run_id: RunId,
+        owner: &'a Owner,
+        created: &'a Event,
+    ) -> Result<NewRun<'a>, StoreError> {
+        let Event::RunCreated {
+            workflow,
+            version,
+            at,
+            ..
+        } = created
+        else {
+            return Err(invalid(
+                context,
+                format!(
+                    "the first checkpoint of run {run_id} must be a `run_created` event, found `{}`",
+                    created.kind()
+                ),
+            ));
+        };
+        let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
+        Ok(NewRun {
+            run_id,
+            owner,
+            owner_pid,
+            owner_start_ticks,
+            workflow,
+            version,
+            created_at: *at,
+            kind: created.kind(),
+            payload: encode(context, created)?,
+        })
+    }
+}
+
+/// See [`crate::store::CheckpointStore::create_run`].
+pub(super) fn create_run(
+    context: &Context,
+    connection: &mut Connection,
+    run: &NewRun<'_>,
+) -> Result<Epoch, StoreError> {
+    let transaction = begin(context, connection, "creating a run")?;
+    let (epoch, _) = insert_run(context, &transaction, run)?;
+    commit(context, transaction, "recording the new run")?;
+    Ok(epoch)
+}
+
+/// See [`crate::store::CheckpointStore::create_run_once`]; `key` is not empty.
+pub(super) fn create_run_once(
+    context: &Context,
+    connection: &mut Connection,
+    key: &str,
+    run: &NewRun<'_>,
+) -> Result<CreateOutcome, StoreError> {
+    let doing = "creating a run once per idempotency key";
+    let transaction = begin(context, connection, doing)?;
+    let existing: Option<Vec<u8>> = transaction
+        .prepare_cached(
+            "SELECT r.run_id FROM idempotency_keys AS k JOIN runs AS r ON r.run_key = k.run_key
+             WHERE k.idempotency_key = ?1",
+        )
+        .and_then(|mut statement| statement.query_row([key], |row| row.get(0)).optional())
+        .map_err(|error| sql(context, doing, error))?;
+    if let Some(bytes) = existing {
+        let run_id = uuid::Uuid::from_slice(&bytes).map(RunId).map_err(|_| {
+            super::error::corrupt(
+                context,
+                format!(
+                    "idempotency key `{key}`: expected a 16-byte run id in column run_id, found {} bytes",
+                    bytes.len()
+                ),
+            )
+        })?;
+        return Ok(CreateOutcome::Existing(run_id));
+    }
+    let (epoch, run_key) = insert_run(context, &transaction, run)?;
+    transaction
+        .prepare_cached("INSERT INTO idempotency_keys (idempotency_key, run_key) VALUES (?1, ?2)")
+        .and_then(|mut statement| statement.execute(params![key, run_key]))
+        .map_err(|error| sql(context, "remembering the idempotency key", error))?;
+    commit(context, transaction, doing)?;
+    Ok(CreateOutcome::Created(epoch))
+}
+
+/// Inserts the run row and its `run_created` checkpoint; returns the owner epoch and the
+/// run key. Errors: [`StoreError::RunExists`].
+fn insert_run(
+    context: &Context,
+    transaction: &Transaction<'_>,
+    run: &NewRun<'_>,
+) -> Result<(Epoch, i64), StoreError> {
+    if find_run(context, transaction, run.run_id)?.is_some() {
+        return Err(StoreError::RunExists {
+            run_id: run.run_id,
+            location: context.location.clone(),
+        });
+    }
+    let epoch = allocate_epoch(context, transaction)?;
+    let position = latest_position(context, transaction)? + 1;
+    let doing = "recording the new run";
+    transaction
+        .prepare_cached(
+            "INSERT INTO runs (run_id, workflow, version, status, created_at, created_position,
+                finished_at, owner_epoch, owner_host, owner_pid, owner_start_ticks)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                run.run_id.0.as_bytes(),
+                run.workflow,
+                run.version,
+                run.created_at,
+                position,
+                epoch,
+                run.owner.host,
+                run.owner_pid,
+                run.owner_start_ticks,
+            ])
+        })
+        .map_err(|error| sql(context, doing, error))?;
+    let run_key = transaction.last_insert_rowid();
+    transaction
+        .prepare_cached(
+            "INSERT INTO checkpoints (position, epoch, run_key, recorded_at, kind, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                position,
+                epoch,
+                run_key,
+                now_millis(),
+                run.kind,
+                run.payload,
+            ])
+        })
+        .map_err(|error| sql(context, doing, error))?;
+    Ok((Epoch(epoch as u64), run_key))
+}
+
+/// See [`crate::store::CheckpointStore::claim_run`].
+pub(super) fn claim_run(
+    context: &Context,
+    connection: &mut Connection,
+    run_id: RunId,
+    owner: &Owner,
+) -> Result<Epoch, StoreError> {
+    let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
+    let transaction = begin(context, connection, "claiming a run")?;
+    let Some((run_key, _)) = find_run(context, &transaction, run_id)? else {
+        return Err(StoreError::RunNotFound {
+            run_id,
+            location: context.location.clone(),
+        });
+    };
+    let epoch = allocate_epoch(context, &transaction)?;
+    let doing = "recording the run's new owner";
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET owner_epoch = ?2, owner_host = ?3, owner_pid = ?4,
+                owner_start_ticks = ?5
+             WHERE run_key = ?1",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                run_key,
+                epoch,
+                owner.host,
+                owner_pid,
+                owner_start_ticks,
+            ])
+        })
+        .map_err(|error| sql(context, doing, error))?;
+    commit(context, transaction, doing)?;
+    Ok(Epoch(epoch as u64))
+}
