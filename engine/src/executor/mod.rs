@@ -4,9 +4,14 @@
 //! group, with the task's env, stdout/stderr captured to files, outputs read from
 //! `$TANDEM_OUTPUT`, and the whole group killed at the attempt's timeout or on cancellation.
 //! Executors report back through [`AttemptReport`]s on a channel; they never write checkpoints.
+//!
+//! Attempts of `worker:` tasks go to [`remote::TaskQueues`] instead, where remote worker
+//! processes lease them; their ends come back as [`remote::RemoteReport`]s, which carry an ack
+//! that the run's driver fires once the end is committed.
 
 pub mod outputs;
 pub mod process;
+pub mod remote;
 pub mod shell;
 
 use std::path::PathBuf;
