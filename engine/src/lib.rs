@@ -14,4 +14,5 @@ pub mod paths;
 pub mod runner;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
