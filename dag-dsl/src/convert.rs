@@ -11,8 +11,9 @@ use std::marker::PhantomData;
 
 use crate::names::shorten;
 use crate::raw::{
-    DurationText, Entries, ExitCode, JitterText, KeyRule, MatrixValues, ParamDefault, RawDefaults,
-    RawRetry, RawTask, RawWorkflow, ScalarText, Sp, TriggerRuleText, WorkflowName,
+    DurationText, Entries, ErrorType, ExitCode, JitterText, KeyRule, MatrixValues, ParamDefault,
+    RawDefaults, RawInput, RawRetry, RawTask, RawValue, RawWorker, RawWorkflow, ScalarText, Sp,
+    TriggerRuleText, WorkerName, WorkflowName,
 };
 use crate::report::{Path, Report, did_you_mean, one_of};
 use crate::yaml::{Node, Pos, Yaml, scalar_cow, scalar_text};
@@ -378,6 +379,9 @@ impl Converter<'_> {
             retry: None,
             env: None,
             working_dir: None,
+            worker: None,
+            input: None,
+            heartbeat_timeout: None,
         };
         let expected = if node.value == Node::Null {
             "a mapping of task fields (`{}` for a task with none)"
@@ -407,10 +411,136 @@ impl Converter<'_> {
                 "retry" => raw.retry = self.retry(value, &path),
                 "env" => raw.env = self.env(value, &path),
                 "working_dir" => raw.working_dir = self.string(value, &path, "a directory path"),
+                "worker" => raw.worker = self.worker(value, &path),
+                "input" => raw.input = self.input(value, &path),
+                "heartbeat_timeout" => raw.heartbeat_timeout = self.duration(value, &path),
                 _ => {}
             }
         }
         raw
+    }
+
+    fn worker(&mut self, node: &Yaml, path: &Path<'_>) -> Option<RawWorker> {
+        let expected = "a worker (a mapping with `queue` and `type`)";
+        let fields = self.fields(node, path, expected, RawWorker::FIELDS)?;
+        let mut raw = RawWorker {
+            pos: Pos::of(node),
+            queue: None,
+            task_type: None,
+        };
+        let mut present = Vec::with_capacity(2);
+        for (field, _, value) in fields {
+            present.push(field);
+            let path = path.key(field);
+            let name = |this: &mut Self, what: &str| {
+                this.scalar(value, &path, what)
+                    .map(|name| Sp::new(WorkerName(name.value), name.pos))
+            };
+            match field {
+                "queue" => raw.queue = name(self, "a queue name"),
+                "type" => raw.task_type = name(self, "a task type"),
+                _ => {}
+            }
+        }
+        for (required, what) in [
+            (
+                "queue",
+                "a worker task names the task queue its workers poll, e.g. `queue: loaders`",
+            ),
+            (
+                "type",
+                "a worker task names its task type, the handler a worker runs, e.g. \
+                 `type: load_table`",
+            ),
+        ] {
+            if !present.contains(&required) {
+                self.report
+                    .error(raw.pos, path, format!("missing field `{required}`: {what}"));
+            }
+        }
+        Some(raw)
+    }
+
+    /// A worker task's `input`: a mapping of any nesting.
+    fn input(&mut self, node: &Yaml, path: &Path<'_>) -> Option<Sp<RawInput>> {
+        if !matches!(node.value, Node::Map(_)) {
+            self.type_error(node, path, "a mapping of input values");
+            return None;
+        }
+        match self.input_value(node, path)?.value {
+            RawValue::Map(entries) => Some(Sp::new(RawInput(entries), Pos::of(node))),
+            _ => None,
+        }
+    }
+
+    /// One value of `input`, at any depth. Bad values are reported and dropped.
+    fn input_value(&mut self, node: &Yaml, path: &Path<'_>) -> Option<Sp<RawValue>> {
+        let pos = Pos::of(node);
+        let value = match &node.value {
+            Node::Null => RawValue::Null,
+            Node::Bool(value) => RawValue::Bool(*value),
+            Node::Int(value) => RawValue::Number((*value).into()),
+            Node::UInt(value) => RawValue::Number((*value).into()),
+            Node::Float(value) => match serde_json::Number::from_f64(*value) {
+                Some(number) => RawValue::Number(number),
+                None => {
+                    let text = scalar_text(node, self.source).unwrap_or_default();
+                    self.report.error_with_help(
+                        pos,
+                        path,
+                        format!(
+                            "expected a finite number (JSON has no infinity or NaN), found {}",
+                            describe(node, self.source)
+                        ),
+                        format!("quote it to pass it as text: `'{text}'`"),
+                    );
+                    return None;
+                }
+            },
+            Node::Str(text) => RawValue::Text(text.to_string()),
+            Node::Seq(items) => RawValue::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, item)| self.input_value(item, &path.index(index)))
+                    .collect(),
+            ),
+            Node::Map(map) => {
+                let mut entries: Vec<(Sp<String>, Sp<RawValue>)> = Vec::with_capacity(map.len());
+                let mut seen: HashMap<Cow<'_, str>, Pos> = HashMap::with_capacity(map.len());
+                for (key, value) in map {
+                    let Some(name) = scalar_cow(key, self.source) else {
+                        let found = describe(key, self.source);
+                        self.report.error(
+                            Pos::of(key),
+                            path,
+                            format!("expected a key (a string), found {found}"),
+                        );
+                        continue;
+                    };
+                    let entry_path = path.key(&name);
+                    if let Some(first) = seen.get(&name) {
+                        self.report.error(
+                            Pos::of(key),
+                            &entry_path,
+                            format!(
+                                "duplicate key `{}`: it is already set at line {}, column {}",
+                                shorten(&name),
+                                first.line,
+                                first.column
+                            ),
+                        );
+                        continue;
+                    }
+                    if let Some(converted) = self.input_value(value, &entry_path) {
+                        entries.push((Sp::new(name.to_string(), Pos::of(key)), converted));
+                    }
+                    seen.insert(name, Pos::of(key));
+                }
+                RawValue::Map(entries)
+            }
+        };
+        Some(Sp::new(value, pos))
     }
 
     fn needs(&mut self, node: &Yaml, path: &Path<'_>) -> Option<Sp<Vec<Sp<String>>>> {
@@ -508,10 +638,40 @@ impl Converter<'_> {
                         .enumerate()
                         .filter_map(|(index, code)| {
                             self.integer(code, &path.index(index), "an exit code (1 to 255)")
-                                .map(|code| Sp::new(ExitCode(code.value), code.pos))
+                                .map(|code| {
+                                    Sp::new(
+                                        ExitCode {
+                                            index,
+                                            code: code.value,
+                                        },
+                                        code.pos,
+                                    )
+                                })
                         })
                         .collect();
                     raw.non_retryable_exit_codes = Some(Sp::new(codes, Pos::of(value)));
+                }
+                "non_retryable_errors" => {
+                    let Some(items) = self.list(value, &path, "a list of error types") else {
+                        continue;
+                    };
+                    let types = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, item)| {
+                            self.string(item, &path.index(index), "an error type (a string)")
+                                .map(|text| {
+                                    Sp::new(
+                                        ErrorType {
+                                            index,
+                                            text: text.value,
+                                        },
+                                        text.pos,
+                                    )
+                                })
+                        })
+                        .collect();
+                    raw.non_retryable_errors = Some(Sp::new(types, Pos::of(value)));
                 }
                 _ => {}
             }

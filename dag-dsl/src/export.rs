@@ -2,8 +2,8 @@
 //! instances, edges from upstream to downstream.
 //!
 //! Both mark the same things: a task without `run` (an empty join point) has a distinct
-//! shape, and a task whose trigger rule is not the default `all_success` shows its rule under
-//! its id.
+//! shape, a worker task shows `worker: QUEUE/TYPE` under its id, and a task whose trigger
+//! rule is not the default `all_success` shows its rule.
 
 use std::fmt::Write as _;
 
@@ -11,19 +11,26 @@ use crate::spec::{TaskAction, TaskSpec, TriggerRule, WorkflowSpec};
 
 /// The workflow as a Graphviz DOT `digraph` named after the workflow: one node per task
 /// instance (id = instance id, quoted and escaped), one edge per upstream → downstream pair.
-/// Empty tasks are ellipses, shell tasks boxes; a non-default trigger rule is added to the
-/// node's label (`report\n(all_done)`).
+/// Empty tasks are ellipses, shell and worker tasks boxes; a worker task's queue and type
+/// and a non-default trigger rule are added to the node's label
+/// (`load\nworker: loaders/load_table\n(all_done)`).
 pub fn to_dot(spec: &WorkflowSpec) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph {} {{", dot_quote(&spec.name));
     out.push_str("  rankdir=LR;\n  node [shape=box];\n");
     for task in &spec.tasks {
         let mut attributes = Vec::new();
-        if task.trigger_rule != TriggerRule::AllSuccess {
-            attributes.push(format!(
-                "label={}",
-                dot_quote(&format!("{}\n({})", task.id, task.trigger_rule))
-            ));
+        let worker = worker_note(task);
+        let rule = task.trigger_rule != TriggerRule::AllSuccess;
+        if worker.is_some() || rule {
+            let mut label = task.id.clone();
+            if let Some(worker) = worker {
+                let _ = write!(label, "\n{worker}");
+            }
+            if rule {
+                let _ = write!(label, "\n({})", task.trigger_rule);
+            }
+            attributes.push(format!("label={}", dot_quote(&label)));
         }
         if task.action == TaskAction::Empty {
             attributes.push("shape=ellipse".to_string());
@@ -72,8 +79,9 @@ fn dot_quote(text: &str) -> String {
 
 /// The workflow as a Mermaid `flowchart LR`: nodes `t0`, `t1`, ... (the instance index)
 /// labelled with the instance id (quoted, `"` `#` `<` `>` written as entity codes), one edge
-/// per upstream → downstream pair. Empty tasks are stadium-shaped; a non-default trigger rule
-/// is added to the label (`report (all_done)`).
+/// per upstream → downstream pair. Empty tasks are stadium-shaped; a worker task's queue and
+/// type and a non-default trigger rule are added to the label
+/// (`load (worker: loaders/load_table) (all_done)`).
 pub fn to_mermaid(spec: &WorkflowSpec) -> String {
     let mut out = String::from("flowchart LR\n");
     for (index, task) in spec.tasks.iter().enumerate() {
@@ -92,9 +100,22 @@ pub fn to_mermaid(spec: &WorkflowSpec) -> String {
     out
 }
 
+/// `worker: QUEUE/TYPE` for a worker task, shown under its id.
+fn worker_note(task: &TaskSpec) -> Option<String> {
+    match &task.action {
+        TaskAction::Worker {
+            queue, task_type, ..
+        } => Some(format!("worker: {queue}/{task_type}")),
+        _ => None,
+    }
+}
+
 /// The escaped label of a Mermaid node.
 fn mermaid_label(task: &TaskSpec) -> String {
     let mut text = task.id.clone();
+    if let Some(worker) = worker_note(task) {
+        let _ = write!(text, " ({worker})");
+    }
     if task.trigger_rule != TriggerRule::AllSuccess {
         let _ = write!(text, " ({})", task.trigger_rule);
     }
@@ -149,6 +170,25 @@ tasks:
             to_mermaid(&spec()),
             "flowchart LR\n  t0[\"a[v=x#quot;y]\"]\n  t1[\"a[v=p#35;#lt;q#gt;]\"]\n  \
              t2([\"join (all_done)\"])\n  t0 --> t2\n  t1 --> t2\n"
+        );
+    }
+
+    #[test]
+    fn worker_tasks_show_their_queue_and_type() {
+        let spec = crate::compile(
+            "f.yaml",
+            "name: wf\ntasks:\n  load:\n    worker: { queue: loaders, type: load_table }\n    \
+             trigger_rule: all_done\n",
+        )
+        .unwrap();
+        assert_eq!(
+            to_dot(&spec),
+            "digraph \"wf\" {\n  rankdir=LR;\n  node [shape=box];\n  \"load\" \
+             [label=\"load\\nworker: loaders/load_table\\n(all_done)\"];\n}\n"
+        );
+        assert_eq!(
+            to_mermaid(&spec),
+            "flowchart LR\n  t0[\"load (worker: loaders/load_table) (all_done)\"]\n"
         );
     }
 

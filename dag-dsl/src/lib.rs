@@ -29,6 +29,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod export;
 mod expr;
+pub mod input;
 pub mod limits;
 mod locate;
 mod names;
@@ -46,6 +47,7 @@ use sha2::{Digest, Sha256};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use duration::{format_duration, parse_duration};
 pub use export::{to_dot, to_mermaid};
+pub use input::InputValue;
 pub use schema::json_schema;
 pub use spec::{
     Jitter, ParamError, ParamSpec, RetryPolicy, TaskAction, TaskIndex, TaskSpec, TriggerRule,

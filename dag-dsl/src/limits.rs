@@ -20,5 +20,15 @@ pub const MAX_TASK_INSTANCES: u64 = 1_000_000;
 /// Most upstream → downstream edges between task instances after matrix expansion.
 pub const MAX_EDGES: u64 = 10_000_000;
 
-/// Most bytes of templated text (`run`, `env`, `working_dir`) after matrix expansion.
+/// Most bytes of templated text (`run`, `env`, `working_dir`, the strings of `input`) after
+/// matrix expansion.
 pub const MAX_EXPANDED_TEXT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Longest error type in `retry.non_retryable_errors`, in bytes.
+pub const MAX_ERROR_TYPE_BYTES: usize = 256;
+
+/// Longest worker queue name or task type (`worker.queue`, `worker.type`), in bytes.
+pub const MAX_WORKER_NAME_BYTES: usize = 128;
+
+/// Longest `heartbeat_timeout` of a worker task (24 hours).
+pub const MAX_HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);

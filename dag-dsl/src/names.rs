@@ -1,5 +1,7 @@
 //! Spelling rules for the names a workflow file declares.
 
+use crate::limits;
+
 /// What a name names, with its spelling rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameKind {
@@ -16,6 +18,11 @@ pub(crate) enum NameKind {
     OutputKey,
     /// An environment variable: `[A-Za-z_][A-Za-z0-9_]*`, not starting with `TANDEM_`.
     EnvVar,
+    /// A worker task queue (`worker.queue`): `[A-Za-z_][A-Za-z0-9_.-]*`, at most
+    /// [`limits::MAX_WORKER_NAME_BYTES`] bytes.
+    Queue,
+    /// A worker task type (`worker.type`): same rule as [`NameKind::Queue`].
+    TaskType,
 }
 
 /// Prefix of the environment variables Tandem sets for every attempt.
@@ -31,6 +38,8 @@ impl NameKind {
             NameKind::MatrixDimension => "matrix dimension name",
             NameKind::OutputKey => "output key",
             NameKind::EnvVar => "env var name",
+            NameKind::Queue => "queue name",
+            NameKind::TaskType => "task type",
         }
     }
 
@@ -42,6 +51,9 @@ impl NameKind {
                 "a letter or `_`, then letters, digits, `-` and `_`"
             }
             NameKind::EnvVar => "a letter or `_`, then letters, digits and `_`",
+            NameKind::Queue | NameKind::TaskType => {
+                "a letter or `_`, then letters, digits, `_`, `-` and `.` (at most 128 bytes)"
+            }
         }
     }
 
@@ -53,6 +65,7 @@ impl NameKind {
                 "^[A-Za-z_][A-Za-z0-9_-]*$"
             }
             NameKind::EnvVar => "^(?!TANDEM_)[A-Za-z_][A-Za-z0-9_]*$",
+            NameKind::Queue | NameKind::TaskType => "^[A-Za-z_][A-Za-z0-9_.-]*$",
         }
     }
 }
@@ -65,6 +78,9 @@ pub(crate) fn check(kind: NameKind, name: &str) -> Result<(), String> {
     };
     let rest_ok = |c: char| match kind {
         NameKind::EnvVar => c.is_ascii_alphanumeric() || c == '_',
+        NameKind::Queue | NameKind::TaskType => {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+        }
         _ => c.is_ascii_alphanumeric() || c == '-' || c == '_',
     };
     let mut chars = name.chars();
@@ -72,6 +88,18 @@ pub(crate) fn check(kind: NameKind, name: &str) -> Result<(), String> {
         None => false,
         Some(first) => first_ok(first) && chars.all(rest_ok),
     };
+    if valid
+        && matches!(kind, NameKind::Queue | NameKind::TaskType)
+        && name.len() > limits::MAX_WORKER_NAME_BYTES
+    {
+        return Err(format!(
+            "invalid {}: expected at most {} bytes, found {} bytes (`{}`)",
+            kind.noun(),
+            limits::MAX_WORKER_NAME_BYTES,
+            name.len(),
+            shorten(name)
+        ));
+    }
     if !valid {
         let found = if name.is_empty() {
             "an empty name".to_string()
@@ -138,6 +166,20 @@ mod tests {
         assert!(check(NameKind::EnvVar, "MY-VAR").is_err());
         let reserved = check(NameKind::EnvVar, "TANDEM_RUN").unwrap_err();
         assert!(reserved.contains("reserved"), "{reserved}");
+    }
+
+    #[test]
+    fn queues_and_task_types_allow_dots_and_have_a_length_limit() {
+        assert!(check(NameKind::Queue, "eu-west.loaders_2").is_ok());
+        assert!(check(NameKind::TaskType, "load_table").is_ok());
+        assert!(check(NameKind::Queue, "2loaders").is_err());
+        assert!(check(NameKind::TaskType, "load table").is_err());
+        assert!(check(NameKind::Queue, &"q".repeat(128)).is_ok());
+        let long = check(NameKind::Queue, &"q".repeat(129)).unwrap_err();
+        assert!(
+            long.contains("at most 128 bytes, found 129 bytes"),
+            "{long}"
+        );
     }
 
     #[test]

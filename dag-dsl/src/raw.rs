@@ -210,7 +210,12 @@ impl JsonSchema for ParamDefault {
 
 /// An exit code in `non_retryable_exit_codes`, as written (range not checked yet).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ExitCode(pub i64);
+pub(crate) struct ExitCode {
+    /// Index in the list as written (items of a wrong type are dropped before checking).
+    pub index: usize,
+    /// The code.
+    pub code: i64,
+}
 
 impl JsonSchema for ExitCode {
     fn schema_name() -> Cow<'static, str> {
@@ -221,6 +226,43 @@ impl JsonSchema for ExitCode {
         json_schema!({ "type": "integer", "minimum": 1, "maximum": 255 })
     }
 }
+
+/// An error type in `non_retryable_errors`, as written (not checked yet).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorType {
+    /// Index in the list as written (items of a wrong type are dropped before checking).
+    pub index: usize,
+    /// The error type.
+    pub text: String,
+}
+
+impl JsonSchema for ErrorType {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorType")
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": crate::limits::MAX_ERROR_TYPE_BYTES,
+            "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
+            "description": "An error type reported by a worker (e.g. `InvalidInput`), compared exactly.",
+        })
+    }
+}
+
+text_type!(
+    /// A queue name or task type of `worker`, as written (not checked yet).
+    WorkerName,
+    "WorkerName",
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": crate::limits::MAX_WORKER_NAME_BYTES,
+        "pattern": NameKind::Queue.pattern(),
+    })
+);
 
 /// The values of one matrix dimension (emptiness not checked yet).
 #[derive(Debug, Clone, PartialEq)]
@@ -339,6 +381,18 @@ pub(crate) struct RawTask {
     /// Working directory, relative to the workflow file's directory; overrides
     /// `defaults.working_dir`. A template like `run`.
     pub working_dir: Option<Sp<String>>,
+    /// Run the task in a remote worker instead of a shell command: the task queue its
+    /// workers poll and the task type they dispatch on. Not with `run`, `env` or
+    /// `working_dir` (`defaults.env` and `defaults.working_dir` apply to shell tasks only).
+    pub worker: Option<RawWorker>,
+    /// The input handed to the worker (only with `worker`): a mapping of any nesting. Every
+    /// string in it is a template like `run`; numbers, booleans and null are kept as JSON
+    /// values; keys are literal.
+    pub input: Option<Sp<RawInput>>,
+    /// How long a worker may go without heartbeating an attempt before the attempt is taken
+    /// back and counts as failed (only with `worker`; a duration above zero, at most `24h`).
+    /// Default `30s`.
+    pub heartbeat_timeout: Option<Sp<DurationText>>,
 }
 
 impl RawTask {
@@ -353,7 +407,66 @@ impl RawTask {
         "retry",
         "env",
         "working_dir",
+        "worker",
+        "input",
+        "heartbeat_timeout",
     ];
+}
+
+/// Where a worker task's attempts go: `worker: { queue: loaders, type: load_table }`.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "Worker", deny_unknown_fields)]
+pub(crate) struct RawWorker {
+    /// Where the mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// The task queue the workers poll: a letter or `_`, then letters, digits, `_`, `-` and
+    /// `.`; at most 128 bytes.
+    #[schemars(required)]
+    pub queue: Option<Sp<WorkerName>>,
+    /// The task type a worker dispatches on (the name its handler is registered under); same
+    /// rule as `queue`.
+    #[schemars(required, rename = "type")]
+    pub task_type: Option<Sp<WorkerName>>,
+}
+
+impl RawWorker {
+    /// The keys accepted in `worker`.
+    pub(crate) const FIELDS: &'static [&'static str] = &["queue", "type"];
+}
+
+/// A value of a worker task's `input`, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RawValue {
+    /// `~` or `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number JSON can carry (finite).
+    Number(serde_json::Number),
+    /// A string: a template.
+    Text(String),
+    /// A list.
+    List(Vec<Sp<RawValue>>),
+    /// A mapping with unique keys (duplicates were reported and dropped), in file order.
+    Map(Vec<(Sp<String>, Sp<RawValue>)>),
+}
+
+/// A worker task's `input`: the entries of its top-level mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawInput(pub Vec<(Sp<String>, Sp<RawValue>)>);
+
+impl JsonSchema for RawInput {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("WorkerInput")
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "The worker's input: a mapping of any nesting; strings are templates, numbers, booleans and null are kept as JSON values.",
+        })
+    }
 }
 
 /// A retry policy (Temporal's terms). Every field is optional; unset fields come from
@@ -379,6 +492,10 @@ pub(crate) struct RawRetry {
     pub jitter: Option<Sp<JitterText>>,
     /// Exit codes (1 to 255) that fail the task at once, whatever attempts are left.
     pub non_retryable_exit_codes: Option<Sp<Vec<Sp<ExitCode>>>>,
+    /// Error types that fail the task at once, whatever attempts are left, when a worker
+    /// reports a failure with one of them (Temporal's `NonRetryableErrorTypes`). Compared
+    /// exactly; each 1 to 256 bytes without control characters.
+    pub non_retryable_errors: Option<Sp<Vec<Sp<ErrorType>>>>,
 }
 
 impl RawRetry {
@@ -390,6 +507,7 @@ impl RawRetry {
         "max_interval",
         "jitter",
         "non_retryable_exit_codes",
+        "non_retryable_errors",
     ];
 
     /// An empty policy at `pos`.
@@ -402,6 +520,7 @@ impl RawRetry {
             max_interval: None,
             jitter: None,
             non_retryable_exit_codes: None,
+            non_retryable_errors: None,
         }
     }
 }

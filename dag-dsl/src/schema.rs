@@ -79,7 +79,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::raw::{RawDefaults, RawRetry, RawTask};
+    use crate::raw::{RawDefaults, RawRetry, RawTask, RawWorker};
 
     /// An object of the schema: its name, the keys the converter accepts there, and a
     /// function that builds a file setting one key of that object.
@@ -99,6 +99,9 @@ mod tests {
             }),
             ("RetryPolicy", RawRetry::FIELDS, |key| {
                 format!("name: w\ntasks: {{ t: {{ retry: {{ {key}: [{{}}] }} }} }}\n")
+            }),
+            ("Worker", RawWorker::FIELDS, |key| {
+                format!("name: w\ntasks: {{ t: {{ worker: {{ {key}: [{{}}] }} }} }}\n")
             }),
         ]
     }
@@ -134,7 +137,7 @@ mod tests {
             .collect();
         assert_eq!(
             with_properties,
-            BTreeSet::from(["Defaults", "RetryPolicy", "Task"])
+            BTreeSet::from(["Defaults", "RetryPolicy", "Task", "Worker"])
         );
     }
 

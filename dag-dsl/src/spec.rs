@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::input::InputValue;
 use crate::template::Template;
 
 /// Index of a task instance in [`WorkflowSpec::tasks`]. Stable for a given file text, so
@@ -63,11 +64,13 @@ pub struct TaskSpec {
     /// What an attempt does.
     pub action: TaskAction,
     /// Environment variables for the attempt (defaults merged with the task's own, task wins),
-    /// sorted by name. Values are templates.
+    /// sorted by name. Values are templates. Always empty for a worker task (`env` is refused
+    /// there and `defaults.env` applies to shell tasks only).
     pub env: Vec<(String, Template)>,
     /// Retry policy (defaults merged field by field with the task's own `retry`).
     pub retry: RetryPolicy,
-    /// Per-attempt timeout: the attempt's whole process group is killed after this long.
+    /// Per-attempt timeout: a shell attempt's whole process group is killed after this long;
+    /// a worker attempt is taken back from its worker.
     pub timeout: Option<Duration>,
 }
 
@@ -84,6 +87,25 @@ pub enum TaskAction {
         /// means the workflow file's directory.
         working_dir: Option<Template>,
     },
+    /// An attempt run by a remote worker that long-polls task queue `queue` (`worker:`).
+    Worker {
+        /// The task queue (`worker.queue`): a letter or `_`, then letters, digits, `_`, `-`
+        /// and `.`; 1 to 128 bytes.
+        queue: String,
+        /// The task type the worker dispatches on (`worker.type`); same rule as `queue`.
+        task_type: String,
+        /// The input handed to the worker (`input:`), a mapping whose strings are templates;
+        /// an empty mapping when the task has no `input`.
+        input: InputValue,
+        /// The worker must heartbeat the attempt at least this often or lose it
+        /// (`heartbeat_timeout`, default 30 s, at most 24 h).
+        heartbeat_timeout: Duration,
+    },
+}
+
+impl TaskAction {
+    /// The default `heartbeat_timeout` of a worker task: 30 s.
+    pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Airflow's trigger rules: when a task may start given its upstream states.
@@ -175,8 +197,11 @@ pub struct RetryPolicy {
     pub max_interval: Duration,
     /// Randomisation of the backoff. Default [`Jitter::Full`].
     pub jitter: Jitter,
-    /// Exit codes that fail the task at once, whatever attempts are left.
+    /// Exit codes that fail the task at once, whatever attempts are left (sorted, unique).
     pub non_retryable_exit_codes: Vec<i32>,
+    /// Error types (as reported by a worker with a failure) that fail the task at once,
+    /// whatever attempts are left: Temporal's `NonRetryableErrorTypes`. Sorted, unique.
+    pub non_retryable_errors: Vec<String>,
 }
 
 impl Default for RetryPolicy {
@@ -188,6 +213,7 @@ impl Default for RetryPolicy {
             max_interval: Duration::from_secs(100),
             jitter: Jitter::Full,
             non_retryable_exit_codes: Vec::new(),
+            non_retryable_errors: Vec::new(),
         }
     }
 }
@@ -220,6 +246,12 @@ impl RetryPolicy {
     /// how many attempts are left).
     pub fn is_retryable_exit_code(&self, exit_code: i32) -> bool {
         !self.non_retryable_exit_codes.contains(&exit_code)
+    }
+
+    /// Whether an attempt that failed with error type `error_type` may be retried by this
+    /// policy (ignoring how many attempts are left). Types compare exactly (case-sensitive).
+    pub fn is_retryable_error_type(&self, error_type: &str) -> bool {
+        !self.non_retryable_errors.iter().any(|t| t == error_type)
     }
 }
 

@@ -28,7 +28,7 @@ fn shell(spec: &WorkflowSpec, id: &str) -> (Template, Option<Template>) {
         .unwrap_or_else(|| panic!("no task {id}"));
     match &spec.task(index).action {
         TaskAction::Shell { run, working_dir } => (run.clone(), working_dir.clone()),
-        TaskAction::Empty => panic!("{id} has no run"),
+        TaskAction::Empty | TaskAction::Worker { .. } => panic!("{id} has no run"),
     }
 }
 
@@ -49,6 +49,7 @@ fn full_example_has_every_instance_in_file_and_matrix_order() {
             "collect",
             "load",
             "report",
+            "publish",
         ]
     );
     let transform = spec.task(2);
@@ -185,6 +186,7 @@ fn retry_merges_field_by_field_over_defaults() {
         max_interval: Duration::from_secs(60),
         jitter: Jitter::Full,
         non_retryable_exit_codes: vec![],
+        non_retryable_errors: vec![],
     };
     assert_eq!(spec.task(0).retry, defaults);
     assert_eq!(

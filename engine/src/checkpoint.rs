@@ -233,6 +233,11 @@ pub enum AttemptOutcome {
         /// Whether the retry policy may retry it (false for non-retryable exit codes and
         /// errors that no retry can fix, like a missing output in a template).
         retryable: bool,
+        /// The error type a worker reported with the failure (matched against the task's
+        /// `retry.non_retryable_errors`); `None` for shell attempts. Absent in checkpoints
+        /// written before worker tasks existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_type: Option<String>,
     },
     /// Killed at the task's per-attempt timeout.
     TimedOut {
@@ -322,6 +327,7 @@ mod tests {
                 signal: None,
                 error: "exit code 1".into(),
                 retryable: true,
+                error_type: None,
             },
         };
         let json = serde_json::to_string(&event).unwrap();
@@ -331,6 +337,22 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
         assert_eq!(event.kind(), "attempt_finished");
+        let typed = AttemptOutcome::Failed {
+            exit_code: None,
+            signal: None,
+            error: "bad table".into(),
+            retryable: true,
+            error_type: Some("InvalidInput".into()),
+        };
+        let json = serde_json::to_string(&typed).unwrap();
+        assert_eq!(
+            json,
+            r#"{"status":"failed","error":"bad table","retryable":true,"error_type":"InvalidInput"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<AttemptOutcome>(&json).unwrap(),
+            typed
+        );
     }
 
     #[test]

@@ -75,12 +75,25 @@ pub fn logs(state_dir: &StateDir, args: LogsArgs) -> Result<u8, Failure> {
             args.task, args.run_id
         )));
     }
-    if state.spec.task(index).action == tandem_dsl::TaskAction::Empty {
-        eprintln!(
-            "task `{}` is an empty task: it runs no command and has no output",
-            args.task
-        );
-        return Ok(exit::OK);
+    match &state.spec.task(index).action {
+        tandem_dsl::TaskAction::Empty => {
+            eprintln!(
+                "task `{}` is an empty task: it runs no command and has no output",
+                args.task
+            );
+            return Ok(exit::OK);
+        }
+        tandem_dsl::TaskAction::Worker {
+            queue, task_type, ..
+        } => {
+            eprintln!(
+                "task `{}` runs in a worker (worker: {queue}/{task_type}): its logs are the \
+                 worker's; `tandem show {}` has its error and outputs",
+                args.task, args.run_id
+            );
+            return Ok(exit::OK);
+        }
+        tandem_dsl::TaskAction::Shell { .. } => {}
     }
     let read = |file| {
         let path = state_dir.attempt_file(args.run_id, &args.task, attempt, file);

@@ -120,7 +120,7 @@ fn to_json(summary: &RunSummary, state: &RunState, owner_alive: bool) -> serde_j
                     })
                 })
                 .collect();
-            json!({
+            let mut task_json = json!({
                 "id": spec.id,
                 "state": task.status.as_str(),
                 "attempts": attempts,
@@ -133,7 +133,11 @@ fn to_json(summary: &RunSummary, state: &RunState, owner_alive: bool) -> serde_j
                 }),
                 "outputs": task.outputs,
                 "reason": task.reason,
-            })
+            });
+            if let tandem_dsl::TaskAction::Worker { queue, task_type, .. } = &spec.action {
+                task_json["worker"] = json!({ "queue": queue, "type": task_type });
+            }
+            task_json
         })
         .collect();
     json!({

@@ -36,7 +36,10 @@ pub fn tasks_table(state: &RunState, max_rows: Option<usize>) -> String {
                 .unwrap_or_else(|| "-".to_string()),
             task_duration(task),
             exit_status(task),
-            detail(task),
+            match detail(task) {
+                text if text.is_empty() => worker_label(&state.spec.tasks[index]).unwrap_or(text),
+                text => text,
+            },
         ]);
     }
     let mut text = table.to_string();
@@ -76,6 +79,16 @@ pub fn exit_status(task: &TaskRuntime) -> String {
             ..
         }) => format!("signal {signal}"),
         _ => "-".to_string(),
+    }
+}
+
+/// `worker: QUEUE/TYPE` for a worker task (what it runs, where a shell task has a command).
+pub fn worker_label(task: &tandem_dsl::TaskSpec) -> Option<String> {
+    match &task.action {
+        tandem_dsl::TaskAction::Worker {
+            queue, task_type, ..
+        } => Some(format!("worker: {queue}/{task_type}")),
+        _ => None,
     }
 }
 

@@ -57,9 +57,19 @@ pub(super) fn expand(parts: Parts<'_, '_>) -> WorkflowSpec {
             } else {
                 upstream.clone()
             };
-            let action = match &templates.run {
-                None => TaskAction::Empty,
-                Some(run) => TaskAction::Shell {
+            let action = match (&plan.worker, &templates.run) {
+                (Some(worker), _) => TaskAction::Worker {
+                    queue: worker.queue.clone(),
+                    task_type: worker.task_type.clone(),
+                    input: templates
+                        .input
+                        .as_ref()
+                        .map(|input| input.instantiate(&combination, &first))
+                        .unwrap_or_default(),
+                    heartbeat_timeout: worker.heartbeat_timeout,
+                },
+                (None, None) => TaskAction::Empty,
+                (None, Some(run)) => TaskAction::Shell {
                     run: run.instantiate(&combination, &first),
                     working_dir: templates
                         .working_dir

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::duration::{format_duration, parse_with_help};
+use crate::limits;
 use crate::names::{self, NameKind};
 use crate::raw::{DurationText, RawRetry, Sp, TriggerRuleText};
 use crate::report::{Path, Report, did_you_mean, one_of};
@@ -84,6 +85,7 @@ pub(super) struct RetryFields {
     max_interval: Option<Sp<Duration>>,
     jitter: Option<Jitter>,
     non_retryable_exit_codes: Option<Vec<i32>>,
+    non_retryable_errors: Option<Vec<String>>,
 }
 
 /// Checks the values of a `retry` mapping at `path`. Bad fields are reported and left unset.
@@ -143,15 +145,15 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &Path<'_>)
     if let Some(codes) = &raw.non_retryable_exit_codes {
         let codes_path = path.key("non_retryable_exit_codes");
         let mut valid = Vec::with_capacity(codes.value.len());
-        for (index, code) in codes.value.iter().enumerate() {
-            match i32::try_from(code.value.0) {
+        for code in &codes.value {
+            match i32::try_from(code.value.code) {
                 Ok(value) if (1..=255).contains(&value) => valid.push(value),
                 _ => report.error(
                     code.pos,
-                    &codes_path.index(index),
+                    &codes_path.index(code.value.index),
                     format!(
                         "expected an exit code from 1 to 255, found `{}`",
-                        code.value.0
+                        code.value.code
                     ),
                 ),
             }
@@ -160,7 +162,45 @@ pub(super) fn retry_fields(report: &mut Report, raw: &RawRetry, path: &Path<'_>)
         valid.dedup();
         fields.non_retryable_exit_codes = Some(valid);
     }
+    if let Some(types) = &raw.non_retryable_errors {
+        let types_path = path.key("non_retryable_errors");
+        let mut valid = Vec::with_capacity(types.value.len());
+        for error_type in &types.value {
+            let text = &error_type.value.text;
+            match error_type_problem(text) {
+                None => valid.push(text.clone()),
+                Some(problem) => report.error(
+                    error_type.pos,
+                    &types_path.index(error_type.value.index),
+                    format!(
+                        "expected an error type of 1 to {} bytes without control characters, \
+                         found {problem}",
+                        limits::MAX_ERROR_TYPE_BYTES
+                    ),
+                ),
+            }
+        }
+        valid.sort_unstable();
+        valid.dedup();
+        fields.non_retryable_errors = Some(valid);
+    }
     fields
+}
+
+/// What is wrong with an error type, as the "found" part of a message; `None` when valid.
+fn error_type_problem(text: &str) -> Option<String> {
+    if text.is_empty() {
+        Some("an empty string".to_string())
+    } else if text.len() > limits::MAX_ERROR_TYPE_BYTES {
+        Some(format!("{} bytes", text.len()))
+    } else if text.chars().any(char::is_control) {
+        Some(format!(
+            "`{}`, which has a control character",
+            names::shorten(text)
+        ))
+    } else {
+        None
+    }
 }
 
 /// One layer of a retry policy for [`merge_retry`].
@@ -245,5 +285,8 @@ pub(super) fn merge_retry(
         non_retryable_exit_codes: field(&|f| f.non_retryable_exit_codes.is_some())
             .and_then(|f| f.non_retryable_exit_codes.clone())
             .unwrap_or(builtin.non_retryable_exit_codes),
+        non_retryable_errors: field(&|f| f.non_retryable_errors.is_some())
+            .and_then(|f| f.non_retryable_errors.clone())
+            .unwrap_or(builtin.non_retryable_errors),
     }
 }

@@ -5,9 +5,11 @@
 mod expand;
 mod fields;
 mod graph;
+mod input;
 mod matrix;
 mod size;
 mod templates;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -23,7 +25,9 @@ use crate::report::{Path, Report};
 use crate::spec::{ParamSpec, RetryPolicy, TriggerRule, WorkflowSpec};
 use fields::{RetryFields, RetryLayer};
 use graph::{TaskGraph, TaskNeeds};
+use input::CheckedValue;
 use templates::{Checked, Context, Scope, TaskInfo};
+use worker::WorkerPlan;
 
 /// Checks `raw` and builds the spec; `None` when an error was reported.
 pub(crate) fn workflow(
@@ -154,7 +158,7 @@ fn env_entries<'r>(
     out
 }
 
-/// The checked `defaults`.
+/// The checked `defaults`. `env` and `working_dir` apply to shell tasks only.
 struct Defaults<'r> {
     retry: Option<RetryFields>,
     /// The policy of a task without its own `retry`.
@@ -230,14 +234,18 @@ pub(super) struct TaskPlan<'r> {
     trigger_rule: TriggerRule,
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    /// The worker of a valid worker task.
+    worker: Option<WorkerPlan>,
 }
 
 /// The checked templates of one task, defaults merged in.
 pub(super) struct TaskTemplates {
     run: Option<Checked>,
     working_dir: Option<Checked>,
-    /// Env values by name (defaults, then the task's own over them).
+    /// Env values by name (defaults, then the task's own over them); empty for a worker task.
     env: BTreeMap<String, Checked>,
+    /// The `input` of a worker task (an empty mapping without `input`); `None` otherwise.
+    input: Option<CheckedValue>,
 }
 
 impl<'r> TaskPlan<'r> {
@@ -293,6 +301,7 @@ impl<'r> TaskPlan<'r> {
                 "leave `run` out for a task that runs nothing",
             );
         }
+        let worker = worker::check(report, &key.value, raw, &path);
         TaskPlan {
             key,
             raw,
@@ -301,6 +310,7 @@ impl<'r> TaskPlan<'r> {
             trigger_rule,
             timeout,
             retry,
+            worker,
         }
     }
 
@@ -313,6 +323,23 @@ impl<'r> TaskPlan<'r> {
     ) -> TaskTemplates {
         let tasks_path = Path::ROOT.key("tasks");
         let path = tasks_path.key(&self.key.value);
+        if self.raw.worker.is_some() && self.raw.run.is_none() {
+            // A worker task: no shell fields (reported if set), `defaults.env` and
+            // `defaults.working_dir` do not apply.
+            let input = CheckedValue::check(
+                report,
+                context,
+                self.raw.input.as_ref(),
+                &path.key("input"),
+                scope,
+            );
+            return TaskTemplates {
+                run: None,
+                working_dir: None,
+                env: BTreeMap::new(),
+                input: Some(input),
+            };
+        }
         let run = self
             .raw
             .run
@@ -340,6 +367,7 @@ impl<'r> TaskPlan<'r> {
             run,
             working_dir,
             env,
+            input: None,
         }
     }
 }

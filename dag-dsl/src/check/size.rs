@@ -52,6 +52,7 @@ pub(super) fn check_limits(
             .chain(t.working_dir.iter())
             .chain(t.env.values())
             .map(|checked| checked.expanded_len(&plan.matrix))
+            .chain(t.input.iter().map(|input| input.expanded_len(&plan.matrix)))
             .fold(0u64, u64::saturating_add);
         sum.saturating_add(one.saturating_mul(plan.instances))
     });
@@ -60,8 +61,8 @@ pub(super) fn check_limits(
             pos,
             &Path::ROOT.key("tasks"),
             format!(
-                "the workflow's commands and env values expand to {bytes} bytes, more than the \
-                 limit of {}",
+                "the workflow's commands, env values and worker inputs expand to {bytes} bytes, \
+                 more than the limit of {}",
                 limits::MAX_EXPANDED_TEXT_BYTES
             ),
         );

@@ -150,6 +150,7 @@ impl ShellExecutor {
                     signal: None,
                     error,
                     retryable: false,
+                    error_type: None,
                 },
             );
         };
@@ -681,6 +682,7 @@ fn failed(
         signal,
         error,
         retryable,
+        error_type: None,
     }
 }
 

@@ -21,12 +21,13 @@ use tokio::sync::{mpsc, watch};
 
 pub use self::clock::RunClock;
 pub use self::owner::{current_owner, is_alive};
-use crate::checkpoint::{Epoch, Event, NewCheckpoint, RunEnd, RunId};
+use crate::checkpoint::{AttemptOutcome, Epoch, Event, NewCheckpoint, RunEnd, RunId};
 use crate::executor::shell::{ShellConfig, ShellExecutor};
 use crate::executor::{AttemptReport, AttemptRequest};
 use crate::paths::{AttemptFile, StateDir};
 use crate::scheduler::{
-    Action, Dispatch, Input, ReplayError, RunMachine, RunPhase, RunState, Step, TaskCounts, rebuild,
+    Action, Dispatch, DispatchKind, Input, ReplayError, RunMachine, RunPhase, RunState, Step,
+    TaskCounts, rebuild,
 };
 use crate::store::{CheckpointStore, Owner, RunStatus, StoreError};
 
@@ -377,7 +378,28 @@ async fn perform(
         }
         Action::Dispatch(dispatch) => {
             tracing::debug!(task = %dispatch.task_id, attempt = dispatch.attempt, "dispatching attempt");
-            executor.start(attempt_request(run_id, base_dir, config, dispatch));
+            if let DispatchKind::Worker { queue, .. } = &dispatch.kind {
+                // No remote executor in this runner: the attempt cannot run here.
+                let _ = timers.send(Input::AttemptFinished {
+                    task: dispatch.task,
+                    attempt: dispatch.attempt,
+                    outcome: AttemptOutcome::Failed {
+                        exit_code: None,
+                        signal: None,
+                        error: format!(
+                            "task {} needs a worker on queue {queue}; worker tasks run under \
+                             `tandem serve` (submit the workflow with `tandem submit`)",
+                            dispatch.task_id
+                        ),
+                        retryable: false,
+                        error_type: None,
+                    },
+                });
+                return;
+            }
+            if let Some(request) = attempt_request(run_id, base_dir, config, dispatch) {
+                executor.start(request);
+            }
         }
         Action::ArmRetry { task, attempt, due } => {
             arm(
@@ -402,27 +424,34 @@ fn arm(timers: &mpsc::UnboundedSender<Input>, at: tokio::time::Instant, input: I
     });
 }
 
+/// The shell executor's request for a shell dispatch; `None` for a worker dispatch.
 fn attempt_request(
     run_id: RunId,
     base_dir: &Path,
     config: &RunnerConfig,
     dispatch: Dispatch,
-) -> AttemptRequest {
+) -> Option<AttemptRequest> {
     let Dispatch {
         task,
         task_id,
         attempt,
+        kind,
+        timeout,
+    } = dispatch;
+    let DispatchKind::Shell {
         command,
         working_dir,
         env,
-        timeout,
-    } = dispatch;
+    } = kind
+    else {
+        return None;
+    };
     let file = |kind| {
         config
             .state_dir
             .attempt_file(run_id, &task_id, attempt, kind)
     };
-    AttemptRequest {
+    Some(AttemptRequest {
         run_id,
         task,
         attempt,
@@ -437,5 +466,5 @@ fn attempt_request(
         stderr_path: file(AttemptFile::Stderr),
         outputs_path: file(AttemptFile::Outputs),
         task_id,
-    }
+    })
 }

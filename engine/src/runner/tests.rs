@@ -386,12 +386,15 @@ fn attempt_files_live_under_the_state_dir() {
             task: 3,
             task_id: "t[x=1]".into(),
             attempt: 2,
-            command: "true".into(),
-            working_dir: Some("sub".into()),
-            env: vec![],
+            kind: DispatchKind::Shell {
+                command: "true".into(),
+                working_dir: Some("sub".into()),
+                env: vec![],
+            },
             timeout: None,
         },
-    );
+    )
+    .expect("a shell dispatch");
     assert_eq!(request.working_dir, Path::new("/wf/sub"));
     assert_eq!(
         request.stdout_path,

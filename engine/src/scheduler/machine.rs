@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_dsl::{TaskAction, TaskIndex, TaskSpec, TriggerRule};
+use tandem_dsl::{RenderError, TaskAction, TaskIndex, TaskSpec, Template, TriggerRule};
 
 use super::state::{RunPhase, RunState, TaskStatus};
 use super::trigger::{Verdict, evaluate};
@@ -62,7 +62,7 @@ pub enum Input {
     DeadlinePassed,
 }
 
-/// An attempt of a shell task to start, with its templates rendered.
+/// An attempt to start, with its templates rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dispatch {
     /// Task instance.
@@ -71,15 +71,36 @@ pub struct Dispatch {
     pub task_id: String,
     /// Attempt number, from 1.
     pub attempt: u32,
-    /// The command for `sh -c`.
-    pub command: String,
-    /// The rendered `working_dir`, as written (relative to the workflow file's directory), if
-    /// the task has one.
-    pub working_dir: Option<String>,
-    /// The rendered env of the task, sorted by name.
-    pub env: Vec<(String, String)>,
+    /// What the attempt runs: a shell command or a remote worker's task.
+    pub kind: DispatchKind,
     /// Per-attempt timeout.
     pub timeout: Option<Duration>,
+}
+
+/// What a [`Dispatch`] runs, by the task's action ([`TaskAction`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DispatchKind {
+    /// A shell command (`run:`), run locally with `sh -c`.
+    Shell {
+        /// The command for `sh -c`.
+        command: String,
+        /// The rendered `working_dir`, as written (relative to the workflow file's
+        /// directory), if the task has one.
+        working_dir: Option<String>,
+        /// The rendered env of the task, sorted by name.
+        env: Vec<(String, String)>,
+    },
+    /// A task for a remote worker (`worker:`), leased through task queue `queue`.
+    Worker {
+        /// The task queue (`worker.queue`).
+        queue: String,
+        /// The task type (`worker.type`).
+        task_type: String,
+        /// The rendered `input:`: a JSON object (empty when the task has no `input`).
+        input: serde_json::Value,
+        /// The worker must heartbeat the attempt at least this often or lose it.
+        heartbeat_timeout: Duration,
+    },
 }
 
 /// A side effect to perform once the events of the same step are committed.
@@ -143,16 +164,28 @@ impl Step {
 pub struct RunMachine {
     state: RunState,
     parallelism: usize,
+    /// Attempts in flight that take a slot (shell attempts, see [`takes_slot`]).
+    local_running: usize,
     rng: fastrand::Rng,
 }
 
 impl RunMachine {
     /// A scheduler for `state` that keeps at most `parallelism` (≥ 1) shell attempts running
-    /// at once. Empty tasks cost no process and take no slot.
+    /// at once. Empty tasks cost no process and worker tasks run in remote workers: neither
+    /// takes a slot, they start as soon as their trigger rule is met.
     pub fn new(state: RunState, parallelism: usize) -> RunMachine {
+        let local_running = state
+            .tasks
+            .iter()
+            .zip(&state.spec.tasks)
+            .filter(|(runtime, spec)| {
+                matches!(runtime.status, TaskStatus::Running { .. }) && takes_slot(&spec.action)
+            })
+            .count();
         RunMachine {
             state,
             parallelism: parallelism.max(1),
+            local_running,
             rng: fastrand::Rng::new(),
         }
     }
@@ -213,8 +246,14 @@ impl RunMachine {
                     Some(TaskStatus::WaitingRetry { attempt: a, .. }) if a == attempt
                 );
                 if waiting && !self.state.tasks[task as usize].queued {
-                    self.state.tasks[task as usize].queued = true;
-                    self.state.ready.push_back(task);
+                    let spec = Arc::clone(&self.state.spec);
+                    if self.state.phase == RunPhase::Running && !takes_slot(&spec.task(task).action)
+                    {
+                        self.start_attempt(task, now, step);
+                    } else {
+                        self.state.tasks[task as usize].queued = true;
+                        self.state.ready.push_back(task);
+                    }
                 }
             }
             Input::Cancel { reason } => self.cancel(reason, false, now, step),
@@ -255,29 +294,45 @@ impl RunMachine {
     }
 
     /// Applies the task's policy to a failure reported by an executor: a non-retryable exit
-    /// code makes it non-retryable.
+    /// code or error type (`retry.non_retryable_exit_codes`, `retry.non_retryable_errors`)
+    /// makes it non-retryable.
     fn classify(&self, task: TaskIndex, outcome: AttemptOutcome) -> AttemptOutcome {
-        match outcome {
-            AttemptOutcome::Failed {
-                exit_code: Some(code),
+        let AttemptOutcome::Failed {
+            exit_code,
+            signal,
+            error,
+            retryable: true,
+            error_type,
+        } = outcome
+        else {
+            return outcome;
+        };
+        let policy = &self.state.spec.task(task).retry;
+        let why = if exit_code.is_some_and(|code| !policy.is_retryable_exit_code(code)) {
+            Some("non-retryable exit code")
+        } else if error_type
+            .as_deref()
+            .is_some_and(|error_type| !policy.is_retryable_error_type(error_type))
+        {
+            Some("non-retryable error type")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => AttemptOutcome::Failed {
+                exit_code,
+                signal,
+                error: format!("{error} ({why})"),
+                retryable: false,
+                error_type,
+            },
+            None => AttemptOutcome::Failed {
+                exit_code,
                 signal,
                 error,
                 retryable: true,
-            } if !self
-                .state
-                .spec
-                .task(task)
-                .retry
-                .is_retryable_exit_code(code) =>
-            {
-                AttemptOutcome::Failed {
-                    exit_code: Some(code),
-                    signal,
-                    error: format!("{error} (non-retryable exit code)"),
-                    retryable: false,
-                }
-            }
-            other => other,
+                error_type,
+            },
         }
     }
 
@@ -339,6 +394,9 @@ impl RunMachine {
         step: &mut Step,
     ) {
         let success = outcome.is_success();
+        if takes_slot(&self.state.spec.task(task).action) {
+            self.local_running = self.local_running.saturating_sub(1);
+        }
         self.record(
             Event::AttemptFinished {
                 task,
@@ -451,9 +509,7 @@ impl RunMachine {
             while let Some(task) = self.state.to_evaluate.pop() {
                 self.evaluate_task(task, now, step);
             }
-            while self.state.phase == RunPhase::Running
-                && self.state.counts.running < self.parallelism
-            {
+            while self.state.phase == RunPhase::Running && self.local_running < self.parallelism {
                 let Some(task) = self.state.ready.pop_front() else {
                     break;
                 };
@@ -480,7 +536,7 @@ impl RunMachine {
         match evaluate(task_spec.trigger_rule, runtime.upstream) {
             Verdict::Wait => {}
             Verdict::Run => {
-                if task_spec.action == TaskAction::Empty {
+                if !takes_slot(&task_spec.action) {
                     self.start_attempt(task, now, step);
                 } else {
                     self.state.tasks[task as usize].queued = true;
@@ -548,7 +604,7 @@ impl RunMachine {
         );
         let spec = Arc::clone(&self.state.spec);
         let task_spec = spec.task(task);
-        let (run, working_dir) = match &task_spec.action {
+        let rendered = match &task_spec.action {
             TaskAction::Empty => {
                 let outcome = AttemptOutcome::Succeeded {
                     outputs: Default::default(),
@@ -556,28 +612,28 @@ impl RunMachine {
                 self.finish_attempt(task, attempt, outcome, now, step);
                 return;
             }
-            TaskAction::Shell { run, working_dir } => (run, working_dir),
-        };
-        let rendered = (|| {
-            let command = run.render(&self.state)?;
-            let working_dir = match working_dir {
-                Some(template) => Some(template.render(&self.state)?),
-                None => None,
-            };
-            let mut env = Vec::with_capacity(task_spec.env.len());
-            for (name, value) in &task_spec.env {
-                env.push((name.clone(), value.render(&self.state)?));
+            TaskAction::Shell { run, working_dir } => {
+                self.local_running += 1;
+                render_shell(run, working_dir.as_ref(), &task_spec.env, &self.state)
             }
-            Ok::<_, tandem_dsl::RenderError>((command, working_dir, env))
-        })();
+            TaskAction::Worker {
+                queue,
+                task_type,
+                input,
+                heartbeat_timeout,
+            } => input.render(&self.state).map(|input| DispatchKind::Worker {
+                queue: queue.clone(),
+                task_type: task_type.clone(),
+                input,
+                heartbeat_timeout: *heartbeat_timeout,
+            }),
+        };
         match rendered {
-            Ok((command, working_dir, env)) => step.actions.push(Action::Dispatch(Dispatch {
+            Ok(kind) => step.actions.push(Action::Dispatch(Dispatch {
                 task,
                 task_id: task_spec.id.clone(),
                 attempt,
-                command,
-                working_dir,
-                env,
+                kind,
                 timeout: task_spec.timeout,
             })),
             Err(error) => {
@@ -586,6 +642,7 @@ impl RunMachine {
                     signal: None,
                     error: error.to_string(),
                     retryable: false,
+                    error_type: None,
                 };
                 self.finish_attempt(task, attempt, outcome, now, step);
             }
@@ -636,6 +693,38 @@ impl RunMachine {
     }
 }
 
+/// Whether attempts of a task with `action` take one of the run's `parallelism` slots: shell
+/// attempts do (each is a local process); empty tasks cost nothing and worker tasks run in
+/// remote workers, whose own concurrency bounds them.
+fn takes_slot(action: &TaskAction) -> bool {
+    matches!(action, TaskAction::Shell { .. })
+}
+
+/// Renders the command, working directory and env of a shell task's attempt.
+///
+/// Errors: the first template that needs a value the run does not have (a missing output).
+fn render_shell(
+    run: &Template,
+    working_dir: Option<&Template>,
+    env: &[(String, Template)],
+    context: &RunState,
+) -> Result<DispatchKind, RenderError> {
+    let command = run.render(context)?;
+    let working_dir = match working_dir {
+        Some(template) => Some(template.render(context)?),
+        None => None,
+    };
+    let mut rendered = Vec::with_capacity(env.len());
+    for (name, value) in env {
+        rendered.push((name.clone(), value.render(context)?));
+    }
+    Ok(DispatchKind::Shell {
+        command,
+        working_dir,
+        env: rendered,
+    })
+}
+
 fn summary(counts: &super::state::TaskCounts) -> String {
     let mut parts = vec![format!("{} succeeded", counts.succeeded)];
     if counts.skipped > 0 {
@@ -651,6 +740,11 @@ fn summary(counts: &super::state::TaskCounts) -> String {
 pub fn describe(outcome: &AttemptOutcome) -> String {
     match outcome {
         AttemptOutcome::Succeeded { .. } => "succeeded".to_string(),
+        AttemptOutcome::Failed {
+            error,
+            error_type: Some(error_type),
+            ..
+        } => format!("{error_type}: {error}"),
         AttemptOutcome::Failed { error, .. } => error.clone(),
         AttemptOutcome::TimedOut { timeout_ms } => format!(
             "timed out after {}",

@@ -14,6 +14,6 @@ pub mod trigger;
 #[cfg(test)]
 mod tests;
 
-pub use machine::{Action, Dispatch, Input, RunMachine, Step, describe};
+pub use machine::{Action, Dispatch, DispatchKind, Input, RunMachine, Step, describe};
 pub use replay::{ReplayError, rebuild};
 pub use state::{AttemptRecord, RunPhase, RunState, TaskCounts, TaskRuntime, TaskStatus};

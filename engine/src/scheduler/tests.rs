@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tandem_dsl::{
-    Jitter, RetryPolicy, Segment, TaskAction, TaskIndex, TaskSpec, Template, TriggerRule,
-    WorkflowSpec,
+    InputValue, Jitter, RetryPolicy, Segment, TaskAction, TaskIndex, TaskSpec, Template,
+    TriggerRule, WorkflowSpec,
 };
 
 use super::*;
 use crate::checkpoint::{AttemptOutcome, Event, RunEnd, RunId, TaskEnd};
 
-/// A task for [`workflow`]: id, needs, trigger rule, shell command (None = empty task).
+mod worker;
+
+/// A task for [`workflow`]: id, needs, trigger rule, shell command (None = empty task, unless
+/// `worker` is set), worker input (Some = a worker task on queue `q`, type `t`).
 struct T {
     id: &'static str,
     needs: Vec<&'static str>,
     rule: TriggerRule,
     run: Option<Template>,
+    worker: Option<InputValue>,
     retry: RetryPolicy,
 }
 
@@ -28,7 +32,16 @@ fn shell(id: &'static str, needs: &[&'static str]) -> T {
         needs: needs.to_vec(),
         rule: TriggerRule::AllSuccess,
         run: Some(Template::literal(format!("run {id}"))),
+        worker: None,
         retry: RetryPolicy::default(),
+    }
+}
+
+fn worker(id: &'static str, needs: &[&'static str], input: InputValue) -> T {
+    T {
+        run: None,
+        worker: Some(input),
+        ..shell(id, needs)
     }
 }
 
@@ -69,12 +82,18 @@ fn workflow(tasks: Vec<T>) -> Arc<WorkflowSpec> {
                 upstream,
                 downstream: Vec::new(),
                 trigger_rule: t.rule,
-                action: match &t.run {
-                    Some(run) => TaskAction::Shell {
+                action: match (&t.run, &t.worker) {
+                    (_, Some(input)) => TaskAction::Worker {
+                        queue: "q".into(),
+                        task_type: "t".into(),
+                        input: input.clone(),
+                        heartbeat_timeout: Duration::from_secs(7),
+                    },
+                    (Some(run), None) => TaskAction::Shell {
                         run: run.clone(),
                         working_dir: None,
                     },
-                    None => TaskAction::Empty,
+                    (None, None) => TaskAction::Empty,
                 },
                 env: Vec::new(),
                 retry: t.retry.clone(),
@@ -144,6 +163,17 @@ fn failed(code: i32) -> AttemptOutcome {
         signal: None,
         error: format!("exited with code {code}"),
         retryable: true,
+        error_type: None,
+    }
+}
+
+fn failed_with_type(error_type: &str, retryable: bool) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        exit_code: None,
+        signal: None,
+        error: "bad table".into(),
+        retryable,
+        error_type: Some(error_type.into()),
     }
 }
 
@@ -226,6 +256,7 @@ fn failed_attempts_are_retried_with_capped_backoff_then_fail_the_task() {
         max_interval: Duration::from_secs(5),
         jitter: Jitter::None,
         non_retryable_exit_codes: vec![],
+        non_retryable_errors: vec![],
     };
     let mut machine = machine(workflow(vec![shell("a", &[]).retry(retry)]), 1);
     step(&mut machine, Input::Start, 0);
@@ -429,7 +460,10 @@ fn outputs_flow_into_downstream_templates() {
     let Some(Action::Dispatch(dispatch)) = next.actions.first() else {
         panic!("expected a dispatch, got {:?}", next.actions);
     };
-    assert_eq!(dispatch.command, "cat /data/x.csv");
+    let DispatchKind::Shell { command, .. } = &dispatch.kind else {
+        panic!("expected a shell dispatch, got {dispatch:?}");
+    };
+    assert_eq!(command, "cat /data/x.csv");
 }
 
 #[test]
@@ -579,11 +613,11 @@ fn recovery_interrupts_in_flight_attempts_and_never_reruns_successes() {
 }
 
 /// A random task: its upstream among earlier tasks, its rule (index into
-/// [`TriggerRule::ALL`]), whether it is empty, and its `max_attempts`.
-type RandomTask = (Vec<usize>, usize, bool, u32);
+/// [`TriggerRule::ALL`]), its kind (0 empty, 1 shell, 2 worker), and its `max_attempts`.
+type RandomTask = (Vec<usize>, usize, u8, u32);
 
-/// A random DAG: for each task, its upstream among earlier tasks, its rule, and whether it
-/// is empty; plus a random outcome per attempt.
+/// A random DAG: for each task, its upstream among earlier tasks, its rule, and its kind;
+/// plus a random outcome per attempt.
 fn arbitrary_dag() -> impl Strategy<Value = (Vec<RandomTask>, Vec<bool>)> {
     (1usize..25).prop_flat_map(|n| {
         let tasks = (0..n)
@@ -591,12 +625,12 @@ fn arbitrary_dag() -> impl Strategy<Value = (Vec<RandomTask>, Vec<bool>)> {
                 (
                     proptest::collection::vec(0..i.max(1), 0..3.min(i + 1)),
                     0usize..6,
-                    any::<bool>(),
+                    0u8..3,
                     1u32..4,
                 )
-                    .prop_map(move |(ups, rule, is_empty, attempts)| {
+                    .prop_map(move |(ups, rule, kind, attempts)| {
                         let ups = if i == 0 { vec![] } else { ups };
-                        (ups, rule, is_empty, attempts)
+                        (ups, rule, kind, attempts)
                     })
             })
             .collect::<Vec<_>>();
@@ -611,18 +645,19 @@ fn build(dag: &[RandomTask]) -> Arc<WorkflowSpec> {
     let tasks = dag
         .iter()
         .enumerate()
-        .map(|(i, (ups, rule, is_empty, attempts))| {
+        .map(|(i, (ups, rule, kind, attempts))| {
             let mut needs: Vec<&'static str> = ups.iter().map(|&u| names[u]).collect();
             needs.sort();
             needs.dedup();
-            let base = if *is_empty {
-                empty(names[i], &needs)
-            } else {
-                shell(names[i], &needs)
+            let base = match kind {
+                0 => empty(names[i], &needs),
+                1 => shell(names[i], &needs),
+                _ => worker(names[i], &needs, InputValue::Map(Vec::new())),
             };
             base.rule(TriggerRule::ALL[*rule].0).retry(RetryPolicy {
                 max_attempts: *attempts,
                 jitter: Jitter::None,
+                non_retryable_errors: vec!["Fatal".into()],
                 ..RetryPolicy::default()
             })
         })
@@ -630,11 +665,13 @@ fn build(dag: &[RandomTask]) -> Arc<WorkflowSpec> {
     workflow(tasks)
 }
 
-/// Drives a run to its end, answering each dispatch with the next random outcome and firing
-/// retry timers at once. Returns every event and dispatch, optionally stopping ("crashing")
-/// after `crash_after` steps.
+/// Drives a run to its end, answering each dispatch with the next random outcome (a worker
+/// failure has error type `Fatal` or `Other`) and firing retry timers at once. Returns every
+/// event and dispatch, optionally stopping ("crashing") after `crash_after` steps. Checks
+/// after every step that no more shell attempts run than `parallelism` allows.
 fn drive(
     machine: &mut RunMachine,
+    parallelism: usize,
     first: Input,
     outcomes: &[bool],
     crash_after: Option<usize>,
@@ -651,16 +688,41 @@ fn drive(
         steps += 1;
         now += 1;
         let result = step(machine, input, now);
+        let shell_running = machine
+            .state()
+            .tasks
+            .iter()
+            .zip(&machine.state().spec.tasks)
+            .filter(|(task, spec)| {
+                matches!(task.status, TaskStatus::Running { .. })
+                    && matches!(spec.action, TaskAction::Shell { .. })
+            })
+            .count();
+        assert!(
+            shell_running <= parallelism,
+            "{shell_running} shell attempts running, parallelism {parallelism}"
+        );
         events.extend(result.events);
         for action in result.actions {
             match action {
                 Action::Dispatch(d) => {
                     dispatches.push((d.task, d.attempt));
                     let succeed = outcomes[dispatches.len() % outcomes.len()];
+                    let failure = match d.kind {
+                        DispatchKind::Worker { .. } => failed_with_type(
+                            if dispatches.len() % 3 == 0 {
+                                "Fatal"
+                            } else {
+                                "Other"
+                            },
+                            true,
+                        ),
+                        DispatchKind::Shell { .. } => failed(1),
+                    };
                     inputs.push_back(finish(
                         d.task,
                         d.attempt,
-                        if succeed { ok() } else { failed(1) },
+                        if succeed { ok() } else { failure },
                     ));
                 }
                 Action::ArmRetry { task, attempt, .. } => {
@@ -684,7 +746,7 @@ proptest! {
     fn every_run_ends_and_replays_to_the_same_state((dag, outcomes) in arbitrary_dag(), parallelism in 1usize..4) {
         let spec = build(&dag);
         let mut machine = machine(Arc::clone(&spec), parallelism);
-        let (events, dispatches) = drive(&mut machine, Input::Start, &outcomes, None);
+        let (events, dispatches) = drive(&mut machine, parallelism, Input::Start, &outcomes, None);
         prop_assert!(machine.state().is_finished());
         prop_assert_eq!(machine.state().counts.terminal(), spec.tasks.len());
         let mut seen = std::collections::HashSet::new();
@@ -714,7 +776,7 @@ proptest! {
     fn recovery_after_a_crash_never_reruns_a_success((dag, outcomes) in arbitrary_dag(), crash_after in 0usize..40) {
         let spec = build(&dag);
         let mut first = machine(Arc::clone(&spec), 2);
-        let (events, _) = drive(&mut first, Input::Start, &outcomes, Some(crash_after));
+        let (events, _) = drive(&mut first, 2, Input::Start, &outcomes, Some(crash_after));
         let mut state = RunState::new(first.state().run_id, Arc::clone(&spec), "/tmp/wf.yaml".into(), BTreeMap::new(), 0);
         for event in &events {
             state.apply(event);
@@ -726,7 +788,7 @@ proptest! {
             .filter(|&t| state.task(t).status == TaskStatus::Succeeded)
             .collect();
         let mut second = RunMachine::new(state, 2).with_seed(3);
-        let (_, dispatches) = drive(&mut second, Input::Recover { owner: "test".into() }, &outcomes, None);
+        let (_, dispatches) = drive(&mut second, 2, Input::Recover { owner: "test".into() }, &outcomes, None);
         prop_assert!(second.state().is_finished());
         for (task, _) in dispatches {
             prop_assert!(!succeeded.contains(&task), "task {} re-run after success", task);

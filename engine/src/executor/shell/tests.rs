@@ -244,7 +244,8 @@ async fn non_zero_exit_is_a_retryable_failure() {
             exit_code: Some(3),
             signal: None,
             error: "exited with code 3".into(),
-            retryable: true
+            retryable: true,
+            error_type: None,
         }
     );
 }
@@ -259,6 +260,7 @@ async fn death_by_signal_is_reported() {
         signal,
         error,
         retryable,
+        error_type: None,
     } = outcome
     else {
         panic!("expected Failed, got {outcome:?}");

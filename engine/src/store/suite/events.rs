@@ -31,6 +31,7 @@ pub(super) fn every_event_but_created() -> Vec<Event> {
                 signal: None,
                 error: "exit code 255: \"boom\"\n".into(),
                 retryable: true,
+                error_type: None,
             },
         },
         Event::RetryScheduled {
@@ -47,6 +48,7 @@ pub(super) fn every_event_but_created() -> Vec<Event> {
                 signal: Some(9),
                 error: "killed by SIGKILL".into(),
                 retryable: false,
+                error_type: Some("Killed".into()),
             },
         },
         Event::AttemptFinished {
