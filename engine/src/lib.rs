@@ -13,6 +13,7 @@ pub mod executor;
 pub mod paths;
 pub mod runner;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

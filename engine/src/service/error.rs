@@ -1,0 +1,138 @@
+//! The service's errors and their one mapping to `tonic::Status`.
+//!
+//! Every status also carries the metadata key `tandem-error-code` with a stable snake_case code
+//! (as Quickwit does), so the SDK can rebuild a typed error without parsing messages.
+
+use tonic::{Code, Status};
+
+use crate::checkpoint::RunId;
+use crate::executor::remote::{RemoteError, RemoteErrorKind};
+use crate::runner::RunnerError;
+use crate::store::StoreError;
+
+/// Metadata key of the stable error code on every error status.
+pub const ERROR_CODE_KEY: &str = "tandem-error-code";
+
+/// Errors of the region service's handlers.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request field is malformed or over its limit. `field` is the field path
+    /// (`params["region"]`, `page_size`).
+    #[error("invalid request field `{field}`: {message}")]
+    InvalidArgument {
+        /// Field path in the request.
+        field: String,
+        /// What was expected, what was found, and the limit where one applies.
+        message: String,
+    },
+    /// The DAG file text does not compile; the text lists every error like `tandem validate`.
+    #[error("the workflow does not validate:\n{0}")]
+    InvalidWorkflow(String),
+    /// No run with this id.
+    #[error("run {run_id} not found in region {region}")]
+    RunNotFound {
+        /// The run id asked for.
+        run_id: RunId,
+        /// The region asked.
+        region: String,
+    },
+    /// No workflow registered under this name (and version).
+    #[error("workflow `{name}`{} is not registered in region {region}; register it first (`tandem submit FILE` does)", version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    WorkflowNotFound {
+        /// Name asked for.
+        name: String,
+        /// Version asked for, if one was.
+        version: Option<String>,
+        /// The region asked.
+        region: String,
+    },
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Creating or resuming a run failed.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A worker call about a lease failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The service is shutting down.
+    #[error("region {region} is shutting down; retry against another replica")]
+    ShuttingDown {
+        /// The region.
+        region: String,
+    },
+}
+
+impl ServiceError {
+    /// The gRPC code and the stable `tandem-error-code` of this error.
+    pub fn codes(&self) -> (Code, &'static str) {
+        match self {
+            ServiceError::InvalidArgument { .. } => (Code::InvalidArgument, "invalid_argument"),
+            ServiceError::InvalidWorkflow(_) => (Code::InvalidArgument, "invalid_workflow"),
+            ServiceError::RunNotFound { .. } => (Code::NotFound, "run_not_found"),
+            ServiceError::WorkflowNotFound { .. } => (Code::NotFound, "workflow_not_found"),
+            ServiceError::Store(error) | ServiceError::Runner(RunnerError::Store(error)) => {
+                store_codes(error)
+            }
+            ServiceError::Runner(RunnerError::Params(_)) => {
+                (Code::InvalidArgument, "invalid_params")
+            }
+            ServiceError::Runner(RunnerError::AlreadyFinished { .. }) => {
+                (Code::FailedPrecondition, "run_finished")
+            }
+            ServiceError::Runner(RunnerError::OwnerAlive { .. }) => {
+                (Code::FailedPrecondition, "run_owned")
+            }
+            ServiceError::Runner(RunnerError::Replay(_)) => (Code::DataLoss, "replay_failed"),
+            ServiceError::Remote(error) => remote_codes(error),
+            ServiceError::ShuttingDown { .. } => (Code::Unavailable, "shutting_down"),
+        }
+    }
+}
+
+fn store_codes(error: &StoreError) -> (Code, &'static str) {
+    match error {
+        StoreError::RunNotFound { .. } => (Code::NotFound, "run_not_found"),
+        StoreError::WorkflowNotFound { .. } => (Code::NotFound, "workflow_not_found"),
+        StoreError::RunExists { .. } => (Code::AlreadyExists, "run_exists"),
+        StoreError::Fenced { .. } => (Code::FailedPrecondition, "fenced"),
+        StoreError::Corrupt { .. } => (Code::DataLoss, "store_corrupt"),
+        StoreError::SchemaTooNew { .. } => (Code::FailedPrecondition, "schema_too_new"),
+        StoreError::InvalidAppend { .. } => (Code::Internal, "invalid_append"),
+        StoreError::Backend { .. } => (Code::Unavailable, "store_unavailable"),
+    }
+}
+
+fn remote_codes(error: &RemoteError) -> (Code, &'static str) {
+    let stable = match error {
+        RemoteError::InvalidLeaseId { .. } => "invalid_lease_id",
+        RemoteError::InvalidArgument { .. } => "invalid_argument",
+        RemoteError::UnknownLease { .. } => "unknown_lease",
+        RemoteError::NotLeased { .. } => "not_leased",
+        RemoteError::Ended { .. } => "lease_ended",
+        RemoteError::NotAccepted { .. } => "result_not_accepted",
+        RemoteError::Unavailable { .. } => "result_not_durable",
+    };
+    let code = match error.kind() {
+        RemoteErrorKind::InvalidArgument => Code::InvalidArgument,
+        RemoteErrorKind::NotFound => Code::NotFound,
+        RemoteErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        RemoteErrorKind::Unavailable => Code::Unavailable,
+    };
+    (code, stable)
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Status {
+        let (code, stable) = error.codes();
+        if code == Code::Internal || code == Code::DataLoss {
+            tracing::error!(%error, "request failed");
+        }
+        let mut status = Status::new(code, error.to_string());
+        status.metadata_mut().insert(
+            ERROR_CODE_KEY,
+            tonic::metadata::MetadataValue::from_static(stable),
+        );
+        status
+    }
+}

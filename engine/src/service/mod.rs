@@ -1,0 +1,22 @@
+//! The region service: the engine of one region as a long-running gRPC server.
+//!
+//! - [`config`]: the service's settings.
+//! - [`region`]: the runs it drives (start, resume, cancel, observe).
+//! - [`workflow_api`], [`worker_api`]: thin `tandem.v1` handlers over the region.
+//! - [`server`]: the tonic server with health and reflection.
+//! - [`convert`], [`limits`], [`error`]: messages, request limits, and the one mapping of
+//!   errors to gRPC status codes.
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod limits;
+pub mod region;
+pub mod server;
+pub mod worker_api;
+pub mod workflow_api;
+
+pub use config::ServiceConfig;
+pub use error::ServiceError;
+pub use region::Region;
+pub use server::{ServeError, serve};

@@ -1,0 +1,276 @@
+//! `region.toml`: the settings of `tandem serve`, merged from the file, `TANDEM_*` env vars
+//! and flags (a flag wins over its env var, which wins over the file).
+//!
+//! ```toml
+//! region = "eu-west"                # the region's name
+//! listen = "127.0.0.1:7233"         # gRPC address (port 0 = a free port)
+//!
+//! [postgres]
+//! url = "postgres://tandem@db.example:5432/tandem"
+//! pool_size = 16                    # connections
+//! connect_timeout = "10s"
+//! retry_for = "5m"                  # how long a write waits out an outage before failing
+//!
+//! [engine]
+//! parallelism = 64                  # shell attempts at once, per run
+//! kill_grace = "10s"                # SIGTERM → SIGKILL
+//!
+//! [telemetry]
+//! otlp_endpoint = "http://127.0.0.1:4317"   # OTLP/gRPC; unset = no export
+//! service_name = "tandem"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{Failure, parse_duration_arg};
+
+/// The file's shape. Unknown keys are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    region: Option<String>,
+    listen: Option<String>,
+    #[serde(default)]
+    postgres: PostgresSection,
+    #[serde(default)]
+    engine: EngineSection,
+    #[serde(default)]
+    telemetry: TelemetrySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresSection {
+    url: Option<String>,
+    pool_size: Option<usize>,
+    connect_timeout: Option<String>,
+    retry_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    parallelism: Option<usize>,
+    kill_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetrySection {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
+}
+
+/// Flags of `tandem serve` (each also read from its `TANDEM_*` env var).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The settings file (TOML); flags and env vars override it.
+    #[arg(long, env = "TANDEM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The region's name [default: local].
+    #[arg(long, env = "TANDEM_REGION", value_name = "NAME")]
+    pub region: Option<String>,
+    /// gRPC listen address [default: 127.0.0.1:7233; port 0 picks a free port].
+    #[arg(long, env = "TANDEM_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// PostgreSQL URL (postgres://user@host:port/db).
+    #[arg(long, env = "TANDEM_POSTGRES_URL", value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// PostgreSQL connections in the pool [default: 16].
+    #[arg(long, env = "TANDEM_POSTGRES_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Shell attempts at once, per run [default: 64].
+    #[arg(long, env = "TANDEM_PARALLELISM", value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Grace between SIGTERM and SIGKILL when a shell attempt stops [default: 10s].
+    #[arg(long, env = "TANDEM_KILL_GRACE", value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub kill_grace: Option<Duration>,
+    /// OTLP/gRPC endpoint for traces (e.g. http://127.0.0.1:4317); unset = no export.
+    #[arg(long, env = "TANDEM_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// The merged settings of `tandem serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeSettings {
+    /// Region name.
+    pub region: String,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// State directory (shell attempts' logs).
+    pub state_dir: PathBuf,
+    /// PostgreSQL URL.
+    pub postgres_url: String,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// How long a store call waits out an outage.
+    pub retry_for: Duration,
+    /// Shell attempts at once per run.
+    pub parallelism: usize,
+    /// SIGTERM → SIGKILL grace.
+    pub kill_grace: Duration,
+    /// OTLP endpoint, if traces are exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces.
+    pub service_name: String,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Failure::invalid(format!("cannot read {}: {error}", path.display())))?;
+    toml::from_str(&text).map_err(|error| {
+        // toml's message names the line, column and key.
+        Failure::invalid(format!("{}: {error}", path.display()))
+    })
+}
+
+fn duration(
+    origin: &str,
+    key: &str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, Failure> {
+    match text {
+        None => Ok(default),
+        Some(text) => parse_duration_arg(&text)
+            .map_err(|error| Failure::invalid(format!("{origin}: `{key}`: {error}"))),
+    }
+}
+
+/// Merges `args` over the file they name (if any) over the defaults. `state_dir` is the global
+/// `--state-dir` / `TANDEM_STATE_DIR` (shell attempts' logs and working directory).
+pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Failure> {
+    let (file, origin) = match &args.config {
+        Some(path) => (read_file(path)?, path.display().to_string()),
+        None => (FileConfig::default(), "settings".to_string()),
+    };
+    let listen_text = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:7233".to_string());
+    let listen = listen_text.parse().map_err(|error| {
+        Failure::invalid(format!(
+            "{origin}: `listen`: expected HOST:PORT with an IP address (like 127.0.0.1:7233), found `{listen_text}`: {error}"
+        ))
+    })?;
+    let postgres_url = args.postgres_url.or(file.postgres.url).ok_or_else(|| {
+        Failure::invalid(format!(
+            "{origin}: no PostgreSQL URL: set `postgres.url` in the file, TANDEM_POSTGRES_URL or --postgres-url"
+        ))
+    })?;
+    let state_dir = state_dir.to_path_buf();
+    let pool_size = args.pool_size.or(file.postgres.pool_size).unwrap_or(16);
+    if pool_size == 0 {
+        return Err(Failure::invalid(format!(
+            "{origin}: `postgres.pool_size`: expected at least 1, found 0"
+        )));
+    }
+    let parallelism = args.parallelism.or(file.engine.parallelism).unwrap_or(64);
+    if parallelism == 0 {
+        return Err(Failure::invalid(format!(
+            "{origin}: `engine.parallelism`: expected at least 1, found 0"
+        )));
+    }
+    let kill_grace = match args.kill_grace {
+        Some(grace) => grace,
+        None => duration(
+            &origin,
+            "engine.kill_grace",
+            file.engine.kill_grace,
+            Duration::from_secs(10),
+        )?,
+    };
+    Ok(ServeSettings {
+        region: args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "local".to_string()),
+        listen,
+        state_dir,
+        postgres_url,
+        pool_size,
+        connect_timeout: duration(
+            &origin,
+            "postgres.connect_timeout",
+            file.postgres.connect_timeout,
+            Duration::from_secs(10),
+        )?,
+        retry_for: duration(
+            &origin,
+            "postgres.retry_for",
+            file.postgres.retry_for,
+            Duration::from_secs(300),
+        )?,
+        parallelism,
+        kill_grace,
+        otlp_endpoint: args.otlp_endpoint.or(file.telemetry.otlp_endpoint),
+        service_name: file
+            .telemetry
+            .service_name
+            .unwrap_or_else(|| "tandem".to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            config,
+            region: None,
+            listen: None,
+            postgres_url: None,
+            pool_size: None,
+            parallelism: None,
+            kill_grace: None,
+            otlp_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.toml");
+        std::fs::write(
+            &path,
+            "region = \"eu-west\"\nlisten = \"127.0.0.1:9000\"\n[postgres]\nurl = \"postgres://a@b/c\"\npool_size = 4\n[engine]\nkill_grace = \"3s\"\n",
+        )
+        .unwrap();
+        let mut flags = args(Some(path.clone()));
+        flags.region = Some("us-east".into());
+        let merged = settings(flags, Path::new(".tandem")).unwrap();
+        assert_eq!(merged.region, "us-east");
+        assert_eq!(merged.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(merged.pool_size, 4);
+        assert_eq!(merged.kill_grace, Duration::from_secs(3));
+        assert_eq!(merged.parallelism, 64);
+        assert_eq!(merged.postgres_url, "postgres://a@b/c");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.toml");
+        std::fs::write(&path, "[postgres]\nurl = \"x\"\npool_sise = 4\n").unwrap();
+        let failure = settings(args(Some(path.clone())), Path::new(".")).unwrap_err();
+        assert!(failure.message.contains("pool_sise"), "{}", failure.message);
+        assert!(failure.message.contains("line 3"), "{}", failure.message);
+        std::fs::write(&path, "listen = \"localhost\"\n[postgres]\nurl = \"x\"\n").unwrap();
+        let failure = settings(args(Some(path)), Path::new(".")).unwrap_err();
+        assert!(failure.message.contains("`listen`"), "{}", failure.message);
+        let failure = settings(args(None), Path::new(".")).unwrap_err();
+        assert!(
+            failure.message.contains("TANDEM_POSTGRES_URL"),
+            "{}",
+            failure.message
+        );
+    }
+}
