@@ -246,7 +246,7 @@ impl JsonSchema for ErrorType {
             "type": "string",
             "minLength": 1,
             "maxLength": crate::limits::MAX_ERROR_TYPE_BYTES,
-            "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
             "description": "An error type reported by a worker (e.g. `InvalidInput`), compared exactly.",
         })
     }

@@ -49,6 +49,15 @@ const FRAGMENTS: &[&str] = &[
     "---\n",
     "|\n  x\n",
     "all_done",
+    "worker: { queue: q, type: t }\n",
+    "worker:",
+    "queue: ",
+    "type: ",
+    "input:",
+    "input: { a: [1, ~, .inf, { b: x }] }\n",
+    "heartbeat_timeout: ",
+    "non_retryable_errors: [",
+    "publish",
 ];
 
 /// A random edit of `text` at a char boundary.
