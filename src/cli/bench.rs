@@ -9,6 +9,15 @@
 //! resident memory (`VmHWM` of `/proc/self/status`). The parent also times the whole child
 //! process, which adds process start-up, and reports median, min and max over `--repeat`
 //! samples. `append-200k` and `commit-1k` time the store alone (no scheduler).
+//!
+//! The `serve-*` workloads measure the region service instead: a real `tandem serve` process
+//! over a private PostgreSQL, driven through the SDK; their method is in [`service`]. They run
+//! only when named with `--workload`.
+
+mod commit;
+mod process;
+mod service;
+pub mod worker;
 
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +36,7 @@ use tandem_engine::store::sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
 
 use super::{Failure, OutputFormat, exit, runtime};
+use service::{ServiceResult, ServiceWorkload};
 
 /// Standard workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -53,6 +63,18 @@ pub enum Workload {
     /// The store alone: 1,000 appends of one checkpoint each (1,000 fsync'd commits).
     #[value(name = "commit-1k")]
     Commit1k,
+    /// Through `tandem serve` on PostgreSQL: fanout-1k, StartRun to finished.
+    #[value(name = "serve-fanout-1k")]
+    ServeFanout1k,
+    /// Through `tandem serve`: fanout-1k whose 1,000 tasks run in an SDK worker process.
+    #[value(name = "serve-fanout-1k-workers")]
+    ServeFanout1kWorkers,
+    /// Through `tandem serve`: chain-200, against 200 x the commit latency of the database.
+    #[value(name = "serve-chain-200")]
+    ServeChain200,
+    /// Through `tandem serve`: 50 fanout-1k runs at once: tasks/s and the server's peak memory.
+    #[value(name = "serve-concurrent-50")]
+    ServeConcurrent50,
 }
 
 impl Workload {
@@ -75,10 +97,26 @@ impl Workload {
             Workload::Fanout1kShell => "fanout-1k-shell",
             Workload::Append200k => "append-200k",
             Workload::Commit1k => "commit-1k",
+            Workload::ServeFanout1k
+            | Workload::ServeFanout1kWorkers
+            | Workload::ServeChain200
+            | Workload::ServeConcurrent50 => self.service().map_or("", ServiceWorkload::name),
         }
     }
 
-    /// The target, as (what is measured, limit): time in ms or peak memory in MiB.
+    /// The service workload this is, if it is one (`serve-*`).
+    fn service(self) -> Option<ServiceWorkload> {
+        match self {
+            Workload::ServeFanout1k => Some(ServiceWorkload::Fanout1k),
+            Workload::ServeFanout1kWorkers => Some(ServiceWorkload::Fanout1kWorkers),
+            Workload::ServeChain200 => Some(ServiceWorkload::Chain200),
+            Workload::ServeConcurrent50 => Some(ServiceWorkload::Concurrent50),
+            _ => None,
+        }
+    }
+
+    /// The target, as (what is measured, limit): time in ms or peak memory in MiB. The
+    /// targets of the `serve-*` workloads are [`ServiceWorkload::target`].
     fn target(self) -> Option<Target> {
         match self {
             Workload::Fanout1k => Some(Target::RunMillis(100.0)),
@@ -86,22 +124,29 @@ impl Workload {
             Workload::Fanout100k => Some(Target::PeakMib(300.0)),
             Workload::Validate100k => Some(Target::CompileMillis(2000.0)),
             Workload::Fanout1kShell | Workload::Append200k | Workload::Commit1k => None,
+            Workload::ServeFanout1k
+            | Workload::ServeFanout1kWorkers
+            | Workload::ServeChain200
+            | Workload::ServeConcurrent50 => None,
         }
     }
 
     /// The workload's DAG file text.
     fn source(self) -> String {
         match self {
-            Workload::Fanout1k | Workload::Append200k | Workload::Commit1k => fan_out(1_000, None),
-            Workload::Fanout1kShell => fan_out(1_000, Some("true")),
-            Workload::Fanout100k | Workload::Validate100k => fan_out(100_000, None),
-            Workload::Chain200 => {
-                let mut text = String::from("name: chain-200\ntasks:\n  t0: {}\n");
-                for index in 1..200 {
-                    text.push_str(&format!("  t{index}:\n    needs: [t{}]\n", index - 1));
-                }
-                text
+            Workload::Fanout1k | Workload::Append200k | Workload::Commit1k => {
+                fan_out("fanout-1000", 1_000, "")
             }
+            Workload::Fanout1kShell => fan_out("fanout-1000", 1_000, "    run: true\n"),
+            Workload::Fanout100k | Workload::Validate100k => fan_out("fanout-100000", 100_000, ""),
+            Workload::Chain200 => chain("chain-200", 200),
+            Workload::ServeFanout1k
+            | Workload::ServeFanout1kWorkers
+            | Workload::ServeChain200
+            | Workload::ServeConcurrent50 => self
+                .service()
+                .map(ServiceWorkload::source)
+                .unwrap_or_default(),
         }
     }
 }
@@ -113,11 +158,10 @@ enum Target {
     PeakMib(f64),
 }
 
-fn fan_out(width: usize, run: Option<&str>) -> String {
-    let body = run
-        .map(|command| format!("    run: {command}\n"))
-        .unwrap_or_default();
-    let mut text = format!("name: fanout-{width}\ntasks:\n  root: {{}}\n");
+/// A DAG file `name`: one root, `width` tasks that need it (each with the lines of `body`,
+/// indented by four spaces), one join that needs them all.
+fn fan_out(name: &str, width: usize, body: &str) -> String {
+    let mut text = format!("name: {name}\ntasks:\n  root: {{}}\n");
     for index in 0..width {
         text.push_str(&format!("  t{index}:\n    needs: [root]\n{body}"));
     }
@@ -132,10 +176,20 @@ fn fan_out(width: usize, run: Option<&str>) -> String {
     text
 }
 
+/// A DAG file `name`: `length` empty tasks in sequence (`t0` .. `t{length-1}`).
+fn chain(name: &str, length: usize) -> String {
+    let mut text = format!("name: {name}\ntasks:\n  t0: {{}}\n");
+    for index in 1..length {
+        text.push_str(&format!("  t{index}:\n    needs: [t{}]\n", index - 1));
+    }
+    text
+}
+
 /// Arguments of `tandem bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads to run [default: all].
+    /// Workloads to run [default: all but the `serve-*` ones, which start PostgreSQL and
+    /// `tandem serve` and run only when named].
     #[arg(long = "workload", short = 'w', value_enum, value_name = "NAME")]
     workloads: Vec<Workload>,
     /// Samples per workload (each in a fresh process).
@@ -173,6 +227,12 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
     std::fs::create_dir_all(&dir)
         .map_err(|error| Failure::system(format!("cannot create {}: {error}", dir.display())))?;
     if let Some(workload) = args.child {
+        if workload.service().is_some() {
+            return Err(Failure::invalid(format!(
+                "bench --child: expected a local workload, found {} (the serve-* workloads run in the bench process)",
+                workload.name()
+            )));
+        }
         let sample = child(workload, &dir)?;
         println!(
             "{}",
@@ -187,15 +247,26 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
     };
     let exe = std::env::current_exe()
         .map_err(|error| Failure::system(format!("cannot find the tandem binary: {error}")))?;
+    let (served, local): (Vec<Workload>, Vec<Workload>) = workloads
+        .into_iter()
+        .partition(|workload| workload.service().is_some());
     let mut results = Vec::new();
-    for workload in workloads {
+    for workload in local {
         let mut samples = Vec::new();
         for _ in 0..args.repeat {
             samples.push(sample_in_child(&exe, workload, &dir)?);
         }
         results.push((workload, samples));
     }
-    let mut missed = false;
+    let served: Vec<ServiceWorkload> = served.into_iter().filter_map(Workload::service).collect();
+    let service_results = if served.is_empty() {
+        Vec::new()
+    } else {
+        service::run_all(&exe, &served, args.repeat, &dir)?
+    };
+    let mut missed = service_results
+        .iter()
+        .any(|result| result.verdict() == Some(false));
     match args.output {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = results
@@ -209,12 +280,14 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                         "target_met": verdict,
                     })
                 })
+                .chain(service_results.iter().map(ServiceResult::json))
                 .collect();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&rows).map_err(Failure::system)?
             );
         }
+        OutputFormat::Table if results.is_empty() => {}
         OutputFormat::Table => {
             let mut out = Table::new();
             out.load_style(UTF8_FULL_CONDENSED).set_header(vec![
@@ -250,6 +323,25 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                 "{} samples per workload, each in a fresh process; RUN = first to last checkpoint committed (fsync on); PROCESS = whole child process, start-up included.",
                 args.repeat
             );
+        }
+    }
+    if args.output == OutputFormat::Table && !service_results.is_empty() {
+        if !results.is_empty() {
+            println!();
+        }
+        println!("{}", service::table(&service_results));
+        println!(
+            "{} samples per workload after one warm-up, one tandem serve per workload on a private PostgreSQL (fsync and synchronous_commit on); RUN = first StartRun call to the WatchRun reply showing the (last) run finished, in the client; SERVER = the runs' creation to finish as the server records them; COMMIT = median single-client one-row commit on the same PostgreSQL, measured before each sample.",
+            args.repeat
+        );
+        for result in &service_results {
+            if let Some(worker) = result.worker {
+                println!(
+                    "{}: the worker process completed {} attempts (warm-up included).",
+                    result.workload.name(),
+                    worker.completed
+                );
+            }
         }
     }
     Ok(if missed { exit::FAILED } else { exit::OK })
@@ -374,6 +466,7 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
             parallelism,
             kill_grace: Duration::from_secs(10),
             state_dir: state_dir.clone(),
+            remote: None,
         };
         let finished = runner::drive(
             Arc::clone(&store),

@@ -1,0 +1,378 @@
+//! The child processes of the service benchmarks: a `tandem serve` ([`ServeProcess`]) and a
+//! `tandem bench-worker` ([`WorkerProcess`]), both this very binary.
+//!
+//! Both are killed when their guard is dropped (so also when a benchmark fails half-way) and
+//! when the bench process dies (`PR_SET_PDEATHSIG = SIGKILL`, requested for the spawning
+//! thread, which is the thread of the runtime's `block_on`: it lives as long as the bench).
+//! Their stderr goes to a log file whose tail is quoted in errors.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::super::Failure;
+
+/// How long `tandem serve` may take to print its `listening on ADDR` line (it connects to
+/// PostgreSQL and applies the schema migrations first).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child gets to exit after it was asked to stop, before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Bytes of a log's end quoted in errors.
+const LOG_TAIL_BYTES: u64 = 4_000;
+
+/// A running `tandem serve --listen 127.0.0.1:0 --postgres-url URL` (SIGKILLed on drop).
+#[derive(Debug)]
+pub struct ServeProcess {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `exe serve` against `postgres_url` with its state directory and log in `dir`,
+    /// and waits until it prints `listening on ADDR` on stdout.
+    ///
+    /// Its environment is this process's minus every `TANDEM_*` variable except `TANDEM_LOG`,
+    /// so a user's `TANDEM_CONFIG`, `TANDEM_PARALLELISM`, ... do not change what is measured:
+    /// the server runs with its defaults.
+    ///
+    /// Errors: it cannot be started, exits, or prints no address within 60 s (the error quotes
+    /// its log).
+    pub fn start(exe: &Path, postgres_url: &str, dir: &Path) -> Result<ServeProcess, Failure> {
+        let log = dir.join("serve.log");
+        let mut command = Command::new(exe);
+        command
+            .arg("--state-dir")
+            .arg(dir.join("serve-state"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--region", "bench"])
+            .arg("--postgres-url")
+            .arg(postgres_url)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&log)?);
+        scrub_environment(&mut command);
+        let mut child = spawn(&mut command, "tandem serve")?;
+        let Some(stdout) = child.stdout.take() else {
+            stop_now(&mut child);
+            return Err(Failure::system(
+                "tandem serve started without a stdout pipe",
+            ));
+        };
+        let (address_tx, address_rx) = mpsc::channel();
+        // Reads stdout to its end (so the server never blocks on a full pipe) and sends the
+        // address of the first `listening on ADDR` line.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = listening_address(&line) {
+                    let _ = address_tx.send(address);
+                }
+            }
+        });
+        let started = Instant::now();
+        let address = loop {
+            match address_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(address) => break address,
+                Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < START_TIMEOUT => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Err(Failure::system(format!(
+                            "tandem serve exited ({status}) before it listened; its log ({}):\n{}",
+                            log.display(),
+                            log_tail(&log)
+                        )));
+                    }
+                }
+                Err(_) => {
+                    stop_now(&mut child);
+                    return Err(Failure::system(format!(
+                        "tandem serve printed no `listening on ADDR` line within {} s; its log ({}):\n{}",
+                        START_TIMEOUT.as_secs(),
+                        log.display(),
+                        log_tail(&log)
+                    )));
+                }
+            }
+        };
+        Ok(ServeProcess {
+            child,
+            url: format!("http://{address}"),
+            log,
+        })
+    }
+
+    /// The server's address, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident set size so far, KiB (`VmHWM` of `/proc/PID/status`).
+    pub fn peak_rss_kib(&self) -> Result<u64, Failure> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path)
+            .map_err(|error| Failure::system(format!("cannot read {path}: {error}")))?;
+        vm_hwm_kib(&status).ok_or_else(|| {
+            Failure::system(format!("{path}: expected a line `VmHWM: N kB`, found none"))
+        })
+    }
+
+    /// The end of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        format!("its log ({}):\n{}", self.log.display(), log_tail(&self.log))
+    }
+
+    /// Asks it to stop (SIGTERM), waits up to 10 s, then kills it.
+    pub fn stop(mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        stop_gracefully(&mut self.child, || {
+            let _ = kill(pid, Signal::SIGTERM);
+        });
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        stop_now(&mut self.child);
+    }
+}
+
+/// A running `tandem --server URL bench-worker ...` (SIGKILLed on drop). It runs until its
+/// stdin closes, then prints its [`tandem_api::WorkerStats`] as JSON on stdout.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+/// What a worker did, as `tandem bench-worker` prints it when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerCounts {
+    /// Attempts leased to it.
+    pub leased: u64,
+    /// Attempts it completed (acknowledged by the server).
+    pub completed: u64,
+    /// Attempts it failed, released at shutdown, or could not deliver.
+    pub not_completed: u64,
+}
+
+impl WorkerProcess {
+    /// Starts `exe --server URL bench-worker --queue Q --type T --concurrency N`, with its log
+    /// in `dir`. It connects (and retries) on its own; a first run through it shows it polls.
+    pub fn start(
+        exe: &Path,
+        server_url: &str,
+        queue: &str,
+        task_type: &str,
+        concurrency: usize,
+        dir: &Path,
+    ) -> Result<WorkerProcess, Failure> {
+        let log = dir.join("worker.log");
+        let mut command = Command::new(exe);
+        command
+            .arg("--server")
+            .arg(server_url)
+            .args(["bench-worker", "--queue", queue, "--type", task_type])
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&log)?);
+        scrub_environment(&mut command);
+        let mut child = spawn(&mut command, "tandem bench-worker")?;
+        let stdin = child.stdin.take();
+        Ok(WorkerProcess { child, stdin, log })
+    }
+
+    /// The end of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        format!("its log ({}):\n{}", self.log.display(), log_tail(&self.log))
+    }
+
+    /// Closes its stdin (it stops polling and finishes running attempts), waits up to 10 s,
+    /// and returns what it printed.
+    ///
+    /// Errors: it did not exit in time (then it is killed), failed, or printed no counts.
+    pub fn stop(mut self) -> Result<WorkerCounts, Failure> {
+        let mut stdout = self.child.stdout.take();
+        let (output_tx, output_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(stdout) = stdout.as_mut() {
+                let _ = stdout.read_to_string(&mut text);
+            }
+            let _ = output_tx.send(text);
+        });
+        let stdin = self.stdin.take();
+        let status = stop_gracefully(&mut self.child, move || drop(stdin));
+        let output = output_rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                return Err(Failure::system(format!(
+                    "tandem bench-worker failed ({status}); {}",
+                    self.log_tail()
+                )));
+            }
+            None => {
+                return Err(Failure::system(format!(
+                    "tandem bench-worker did not stop within {} s of its stdin closing (killed); {}",
+                    STOP_GRACE.as_secs(),
+                    self.log_tail()
+                )));
+            }
+        }
+        serde_json::from_str(output.trim()).map_err(|error| {
+            Failure::system(format!(
+                "tandem bench-worker: expected its counts as JSON on stdout ({error}), found `{}`",
+                output.trim()
+            ))
+        })
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        stop_now(&mut self.child);
+    }
+}
+
+/// The `ADDR` of a line like `tandem serve: region R listening on 127.0.0.1:4321 (...)`.
+pub fn listening_address(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("listening on ")?;
+    let address = rest.split_whitespace().next()?;
+    (!address.is_empty()).then(|| address.to_string())
+}
+
+/// The value of `VmHWM:` in the text of a `/proc/PID/status` file, KiB.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Removes every `TANDEM_*` variable but `TANDEM_LOG` from `command`'s environment.
+fn scrub_environment(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("TANDEM_") && text != "TANDEM_LOG" {
+            command.env_remove(&name);
+        }
+    }
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, Failure> {
+    std::fs::File::create(path)
+        .map_err(|error| Failure::system(format!("cannot create {}: {error}", path.display())))
+}
+
+/// Spawns `command` so that it gets SIGKILL when the spawning thread ends.
+fn spawn(command: &mut Command, what: &str) -> Result<Child, Failure> {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes two system calls
+    // (prctl, getppid) without allocating or taking locks, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || die_with_parent(parent));
+    }
+    command
+        .spawn()
+        .map_err(|error| Failure::system(format!("cannot start {what}: {error}")))
+}
+
+/// In the forked child: ask for SIGKILL when the forking thread ends, and fail the spawn if the
+/// parent is already gone.
+fn die_with_parent(parent: u32) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        return Err(io::Error::from_raw_os_error(
+            nix::errno::Errno::ESRCH as i32,
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `ask` (which asks the child to stop), waits up to [`STOP_GRACE`] for it to exit and
+/// kills it otherwise. Returns its exit status when it exited by itself.
+fn stop_gracefully(child: &mut Child, ask: impl FnOnce()) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    ask();
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    stop_now(child);
+    None
+}
+
+/// SIGKILL (if still running) and reap.
+fn stop_now(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// The last few KB of a log file (or why it cannot be read).
+fn log_tail(path: &Path) -> String {
+    use std::io::{Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) => return format!("(cannot read {}: {error})", path.display()),
+    };
+    let length = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(LOG_TAIL_BYTES)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.trim().is_empty() {
+        "(empty)".to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_of_the_listening_line() {
+        assert_eq!(
+            listening_address(
+                "tandem serve: region bench listening on 127.0.0.1:40123 (0 runs resumed)"
+            ),
+            Some("127.0.0.1:40123".to_string())
+        );
+        assert_eq!(listening_address("listening on "), None);
+        assert_eq!(listening_address("connected to PostgreSQL"), None);
+    }
+
+    #[test]
+    fn vm_hwm_of_a_status_file() {
+        let status = "Name:\ttandem\nVmPeak:\t  900 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(12_345));
+        assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+        assert!(vm_hwm_kib(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap() > 0);
+    }
+}

@@ -1,0 +1,579 @@
+//! The `serve-*` workloads of `tandem bench`: the region service, through a real `tandem serve`
+//! process, against PostgreSQL with durable commits.
+//!
+//! Method. The bench starts its own PostgreSQL 15 ([`TempPostgres`]: a fresh cluster in a temp
+//! dir, `fsync=on`, `synchronous_commit=on`), and for each workload a fresh database and a
+//! fresh `tandem serve --listen 127.0.0.1:0 --postgres-url URL` child process with its default
+//! settings (the bench's `TANDEM_*` variables are not passed on, except `TANDEM_LOG`). It
+//! connects one SDK [`Client`], registers the workload's DAG file once, runs one unmeasured
+//! sample (warm-up: connections, caches, and the worker's first poll), then `--repeat`
+//! measured samples, one after the other. Each sample is timed in the bench process from the
+//! first `StartRun` call to the reply that shows the (last) run finished: `Client::wait_run`,
+//! a `WatchRun` stream opened right after `StartRun` returns, whose last update carries the
+//! final state and the tasks. Every run must end `succeeded` with every task succeeded, or the
+//! bench fails. At the end the children are stopped (killed if they do not stop, and always
+//! when the bench fails or dies).
+//!
+//! - `serve-fanout-1k`: one root, 1,000 empty tasks that need it, one join; one run per sample.
+//! - `serve-fanout-1k-workers`: the same DAG with every middle task a worker task
+//!   (`worker: { queue: bench, type: noop }`), run by an SDK [`tandem_api::Worker`] (concurrency
+//!   512) in a separate process, `tandem bench-worker`, whose handler returns empty outputs at
+//!   once. Its count of completed attempts must match the tasks run.
+//! - `serve-chain-200`: 200 empty tasks in sequence. Before each sample, one more connection
+//!   (tokio-postgres, to another database of the same server) runs 200 one-row transactions
+//!   one after the other, each `BEGIN; INSERT; COMMIT` in one round trip; their median latency
+//!   is the single-client commit latency, and the sample's ratio is
+//!   `run time / (200 x commit latency)`.
+//! - `serve-concurrent-50`: 50 fanout-1k runs started at once (50 concurrent `StartRun` +
+//!   `WatchRun` on one HTTP/2 connection); the time is until the last one finished, and the
+//!   figure is task instances finished per second (50 x 1,002 / time).
+//!
+//! Every sample also records the serve process's peak resident memory so far (`VmHWM` of
+//! `/proc/PID/status`; it includes the warm-up), and the server-side duration (the runs'
+//! earliest creation to their latest finish, as the server records them, ms resolution).
+//!
+//! Machine notes: PostgreSQL, `tandem serve`, the worker process and the bench client all run
+//! on this one machine and share its cores (2 on the reference machines) and its disk; the
+//! commit latency above is this disk's fsync floor for one client, measured in the same
+//! invocation so the ratio is independent of the disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use serde::Serialize;
+use tandem_api::{Client, RegisteredWorkflow, Run, RunState, StartRun};
+use tandem_engine::testing::TempPostgres;
+
+use super::super::{Failure, runtime};
+use super::commit::CommitProbe;
+use super::process::{ServeProcess, WorkerCounts, WorkerProcess};
+use super::{chain, fan_out, max, median, min};
+
+/// The task queue of the worker tasks.
+const QUEUE: &str = "bench";
+/// Their task type.
+const TASK_TYPE: &str = "noop";
+/// Attempts the worker process runs at once.
+const WORKER_CONCURRENCY: usize = 512;
+/// Tasks of `serve-chain-200`; also the commits of each commit-latency measurement.
+const CHAIN_LENGTH: usize = 200;
+/// Width of the fan-outs.
+const FAN_OUT_WIDTH: usize = 1_000;
+/// Runs started at once by `serve-concurrent-50`.
+const CONCURRENT_RUNS: usize = 50;
+/// Longest a sample may take before the bench gives up (a hung service fails the bench).
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A workload of the region service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceWorkload {
+    /// fanout-1k with empty tasks, one run.
+    Fanout1k,
+    /// fanout-1k whose 1,000 middle tasks run in an SDK worker process.
+    Fanout1kWorkers,
+    /// chain-200 with empty tasks, and the commit latency of the same PostgreSQL.
+    Chain200,
+    /// 50 fanout-1k runs started at once.
+    Concurrent50,
+}
+
+/// What a service workload must stay under.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServiceTarget {
+    /// Median time from `StartRun` to finished, ms.
+    RunMillis(f64),
+    /// Median of `run time / (200 x commit latency)`.
+    CommitRatio(f64),
+}
+
+impl ServiceWorkload {
+    /// The name given to `--workload`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceWorkload::Fanout1k => "serve-fanout-1k",
+            ServiceWorkload::Fanout1kWorkers => "serve-fanout-1k-workers",
+            ServiceWorkload::Chain200 => "serve-chain-200",
+            ServiceWorkload::Concurrent50 => "serve-concurrent-50",
+        }
+    }
+
+    /// The target (issue 3, "Speed"); `serve-concurrent-50` has none, its figures are stated.
+    pub fn target(self) -> Option<ServiceTarget> {
+        match self {
+            ServiceWorkload::Fanout1k => Some(ServiceTarget::RunMillis(150.0)),
+            ServiceWorkload::Fanout1kWorkers => Some(ServiceTarget::RunMillis(1_000.0)),
+            ServiceWorkload::Chain200 => Some(ServiceTarget::CommitRatio(1.2)),
+            ServiceWorkload::Concurrent50 => None,
+        }
+    }
+
+    /// The workload's DAG file text.
+    pub fn source(self) -> String {
+        match self {
+            ServiceWorkload::Fanout1k | ServiceWorkload::Concurrent50 => {
+                fan_out("serve-fanout-1k", FAN_OUT_WIDTH, "")
+            }
+            ServiceWorkload::Fanout1kWorkers => fan_out(
+                "serve-fanout-1k-workers",
+                FAN_OUT_WIDTH,
+                &format!("    worker: {{ queue: {QUEUE}, type: {TASK_TYPE} }}\n"),
+            ),
+            ServiceWorkload::Chain200 => chain("serve-chain-200", CHAIN_LENGTH),
+        }
+    }
+
+    /// Task instances of one run.
+    fn tasks_per_run(self) -> u32 {
+        match self {
+            ServiceWorkload::Chain200 => CHAIN_LENGTH as u32,
+            _ => FAN_OUT_WIDTH as u32 + 2,
+        }
+    }
+
+    /// Runs started at once per sample.
+    fn runs_per_sample(self) -> usize {
+        match self {
+            ServiceWorkload::Concurrent50 => CONCURRENT_RUNS,
+            _ => 1,
+        }
+    }
+}
+
+/// One measured sample of a service workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSample {
+    /// From the first `StartRun` call to the reply showing the last run finished, ms.
+    pub run_ms: f64,
+    /// The runs' earliest creation to their latest finish, as the server records them, ms.
+    pub server_run_ms: f64,
+    /// Runs of the sample.
+    pub runs: usize,
+    /// Task instances finished (all succeeded).
+    pub tasks: u64,
+    /// `tasks / run_ms`, per second.
+    pub tasks_per_s: f64,
+    /// Peak resident memory of the serve process so far (warm-up included), KiB.
+    pub serve_peak_rss_kib: u64,
+    /// `serve-chain-200`: median single-client commit latency measured just before, ms.
+    pub commit_ms: Option<f64>,
+    /// `serve-chain-200`: `run_ms / (200 x commit_ms)`.
+    pub commit_ratio: Option<f64>,
+}
+
+/// All samples of one service workload.
+#[derive(Debug, Clone)]
+pub struct ServiceResult {
+    /// The workload.
+    pub workload: ServiceWorkload,
+    /// Its measured samples (the warm-up excluded).
+    pub samples: Vec<ServiceSample>,
+    /// What the worker process did (`serve-fanout-1k-workers` only), warm-up included.
+    pub worker: Option<WorkerCounts>,
+}
+
+impl ServiceResult {
+    /// Whether the target was met (`None`: no target).
+    pub fn verdict(&self) -> Option<bool> {
+        Some(match self.workload.target()? {
+            ServiceTarget::RunMillis(limit) => median(&self.column(|s| Some(s.run_ms))) < limit,
+            ServiceTarget::CommitRatio(limit) => median(&self.column(|s| s.commit_ratio)) < limit,
+        })
+    }
+
+    fn column(&self, value: impl Fn(&ServiceSample) -> Option<f64>) -> Vec<f64> {
+        self.samples.iter().filter_map(value).collect()
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|sample| sample.serve_peak_rss_kib)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The result as one JSON row of `tandem bench -o json`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "workload": self.workload.name(),
+            "samples": self.samples,
+            "serve_peak_rss_kib": self.peak_rss_kib(),
+            "worker": self.worker,
+            "target_met": self.verdict(),
+        })
+    }
+}
+
+/// Runs `workloads` (each `repeat` measured samples) against one private PostgreSQL; temp
+/// dirs (serve state, logs) go under `dir`. The children are spawned from the calling thread,
+/// which must live until this returns (it does: everything here runs on it).
+///
+/// Errors: PostgreSQL or a child cannot be started, a call fails, a run does not succeed, or
+/// a sample takes over 5 minutes; the error quotes the end of the serve (and worker) log.
+pub fn run_all(
+    exe: &Path,
+    workloads: &[ServiceWorkload],
+    repeat: u32,
+    dir: &Path,
+) -> Result<Vec<ServiceResult>, Failure> {
+    let runtime = runtime()?;
+    let postgres = runtime.block_on(TempPostgres::start()).map_err(|error| {
+        Failure::system(format!(
+            "cannot start PostgreSQL for the serve-* benchmarks: {error}"
+        ))
+    })?;
+    let mut results = Vec::new();
+    for (index, &workload) in workloads.iter().enumerate() {
+        results.push(run_one(
+            &runtime, &postgres, exe, workload, index, repeat, dir,
+        )?);
+    }
+    Ok(results)
+}
+
+/// One workload: fresh database, serve (and worker) process, warm-up, samples, stop.
+fn run_one(
+    runtime: &tokio::runtime::Runtime,
+    postgres: &TempPostgres,
+    exe: &Path,
+    workload: ServiceWorkload,
+    index: usize,
+    repeat: u32,
+    dir: &Path,
+) -> Result<ServiceResult, Failure> {
+    let temp = tempfile::Builder::new()
+        .prefix("bench-serve-")
+        .tempdir_in(dir)
+        .map_err(|error| {
+            Failure::system(format!(
+                "cannot create a temp dir in {}: {error}",
+                dir.display()
+            ))
+        })?;
+    let database = format!("bench_{index}_{}", workload.name().replace('-', "_"));
+    let create = |name: String| {
+        runtime
+            .block_on(postgres.create_database(&name))
+            .map_err(|error| Failure::system(format!("cannot create database {name}: {error}")))
+    };
+    let database_url = create(database)?;
+    let probe_url = match workload {
+        ServiceWorkload::Chain200 => Some(create(format!("commit_probe_{index}"))?),
+        _ => None,
+    };
+    let serve = ServeProcess::start(exe, &database_url, temp.path())?;
+    let worker = match workload {
+        ServiceWorkload::Fanout1kWorkers => Some(WorkerProcess::start(
+            exe,
+            serve.url(),
+            QUEUE,
+            TASK_TYPE,
+            WORKER_CONCURRENCY,
+            temp.path(),
+        )?),
+        _ => None,
+    };
+    let measured = runtime.block_on(measure(workload, &serve, probe_url.as_deref(), repeat));
+    let samples = measured.map_err(|failure| {
+        let worker_log = worker
+            .as_ref()
+            .map(|worker| format!("\nworker: {}", worker.log_tail()))
+            .unwrap_or_default();
+        Failure {
+            code: failure.code,
+            message: format!(
+                "{}: {}\nserve: {}{worker_log}",
+                workload.name(),
+                failure.message,
+                serve.log_tail()
+            ),
+        }
+    })?;
+    let worker = match worker {
+        Some(worker) => {
+            let counts = worker.stop()?;
+            let expected = u64::from(FAN_OUT_WIDTH as u32) * (u64::from(repeat) + 1);
+            if counts.completed != expected {
+                return Err(Failure::system(format!(
+                    "{}: expected the worker process to complete {expected} attempts ({} per run, {} runs with the warm-up), found {} completed ({} leased, {} not completed)",
+                    workload.name(),
+                    FAN_OUT_WIDTH,
+                    repeat + 1,
+                    counts.completed,
+                    counts.leased,
+                    counts.not_completed
+                )));
+            }
+            Some(counts)
+        }
+        None => None,
+    };
+    serve.stop();
+    Ok(ServiceResult {
+        workload,
+        samples,
+        worker,
+    })
+}
+
+/// Registers the workload, runs the warm-up sample, then `repeat` measured ones.
+async fn measure(
+    workload: ServiceWorkload,
+    serve: &ServeProcess,
+    probe_url: Option<&str>,
+    repeat: u32,
+) -> Result<Vec<ServiceSample>, Failure> {
+    let client = Client::connect(serve.url())
+        .await
+        .map_err(|error| Failure::system(format!("cannot connect to tandem serve: {error}")))?;
+    let registered = client
+        .register_workflow(workload.source(), format!("{}.yaml", workload.name()))
+        .await
+        .map_err(|error| Failure::system(format!("RegisterWorkflow: {error}")))?;
+    if registered.task_count != workload.tasks_per_run() {
+        return Err(Failure::system(format!(
+            "RegisterWorkflow: expected {} task instances, found {}",
+            workload.tasks_per_run(),
+            registered.task_count
+        )));
+    }
+    let probe = match probe_url {
+        Some(url) => Some(CommitProbe::connect(url).await?),
+        None => None,
+    };
+    let mut samples = Vec::new();
+    for index in 0..=repeat {
+        let sample = tokio::time::timeout(
+            SAMPLE_TIMEOUT,
+            sample(workload, &client, &registered, serve, probe.as_ref()),
+        )
+        .await
+        .map_err(|_| {
+            Failure::system(format!(
+                "sample {index} (0 = warm-up) did not finish within {} s",
+                SAMPLE_TIMEOUT.as_secs()
+            ))
+        })??;
+        if index > 0 {
+            samples.push(sample);
+        }
+    }
+    Ok(samples)
+}
+
+/// One sample: the commit latency first (chain only), then the runs, timed.
+async fn sample(
+    workload: ServiceWorkload,
+    client: &Client,
+    workflow: &RegisteredWorkflow,
+    serve: &ServeProcess,
+    probe: Option<&CommitProbe>,
+) -> Result<ServiceSample, Failure> {
+    let commit_ms = match probe {
+        Some(probe) => Some(median(&probe.latencies_ms(CHAIN_LENGTH).await?)),
+        None => None,
+    };
+    let start = StartRun::new(&workflow.name).version(&workflow.version);
+    let started = Instant::now();
+    let runs = futures::future::try_join_all(
+        (0..workload.runs_per_sample())
+            .map(|_| start_and_wait(client, start.clone(), workload.tasks_per_run())),
+    )
+    .await?;
+    let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let tasks = runs.iter().map(|run| u64::from(run.counts.total)).sum();
+    let created = runs.iter().map(|run| run.created_at_unix_ms).min();
+    let finished = runs.iter().filter_map(|run| run.finished_at_unix_ms).max();
+    let server_run_ms = match (created, finished) {
+        (Some(created), Some(finished)) => (finished - created) as f64,
+        _ => 0.0,
+    };
+    Ok(ServiceSample {
+        run_ms,
+        server_run_ms,
+        runs: runs.len(),
+        tasks,
+        tasks_per_s: tasks as f64 / (run_ms / 1000.0),
+        serve_peak_rss_kib: serve.peak_rss_kib()?,
+        commit_ms,
+        commit_ratio: commit_ms.map(|commit| run_ms / (CHAIN_LENGTH as f64 * commit)),
+    })
+}
+
+/// Starts a run and waits until it finished; it must have succeeded with `tasks` tasks, all
+/// succeeded.
+async fn start_and_wait(client: &Client, start: StartRun, tasks: u32) -> Result<Run, Failure> {
+    let started = client
+        .start_run(start)
+        .await
+        .map_err(|error| Failure::system(format!("StartRun: {error}")))?;
+    let run = client
+        .wait_run(&started.run_id)
+        .await
+        .map_err(|error| Failure::system(format!("WatchRun {}: {error}", started.run_id)))?;
+    if run.state != RunState::Succeeded || run.counts.succeeded != tasks {
+        return Err(Failure::system(format!(
+            "run {}: expected succeeded with {tasks} tasks succeeded, found {} with {} of {} succeeded{}",
+            run.run_id,
+            run.state.as_str(),
+            run.counts.succeeded,
+            run.counts.total,
+            run.reason
+                .as_deref()
+                .map(|reason| format!(" ({reason})"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(run)
+}
+
+/// The results as a table for people.
+pub fn table(results: &[ServiceResult]) -> Table {
+    let mut out = Table::new();
+    out.load_style(UTF8_FULL_CONDENSED).set_header(vec![
+        "WORKLOAD",
+        "RUN median (min-max)",
+        "SERVER median",
+        "TASKS/S median",
+        "SERVE PEAK RSS",
+        "COMMIT median",
+        "RUN / (200 x COMMIT)",
+        "TARGET",
+    ]);
+    for result in results {
+        let run = result.column(|s| Some(s.run_ms));
+        let server = result.column(|s| Some(s.server_run_ms));
+        let rate = result.column(|s| Some(s.tasks_per_s));
+        let commit = result.column(|s| s.commit_ms);
+        let ratio = result.column(|s| s.commit_ratio);
+        let or_dash = |values: &[f64], text: String| {
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                text
+            }
+        };
+        out.add_row(vec![
+            result.workload.name().to_string(),
+            format!("{:.1} ms ({:.1}-{:.1})", median(&run), min(&run), max(&run)),
+            format!("{:.0} ms", median(&server)),
+            format!("{:.0}", median(&rate)),
+            format!("{:.1} MiB", result.peak_rss_kib() as f64 / 1024.0),
+            or_dash(&commit, format!("{:.2} ms", median(&commit))),
+            or_dash(
+                &ratio,
+                format!(
+                    "{:.2} ({:.2}-{:.2})",
+                    median(&ratio),
+                    min(&ratio),
+                    max(&ratio)
+                ),
+            ),
+            target_text(result),
+        ]);
+    }
+    out
+}
+
+fn target_text(result: &ServiceResult) -> String {
+    let Some(target) = result.workload.target() else {
+        return "-".to_string();
+    };
+    let what = match target {
+        ServiceTarget::RunMillis(limit) => format!("run < {limit} ms"),
+        ServiceTarget::CommitRatio(limit) => format!("ratio < {limit}"),
+    };
+    match result.verdict() {
+        Some(true) => format!("{what}: met"),
+        _ => format!("{what}: MISSED"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_workloads_compile_to_the_expected_shapes() {
+        for workload in [
+            ServiceWorkload::Fanout1k,
+            ServiceWorkload::Fanout1kWorkers,
+            ServiceWorkload::Chain200,
+            ServiceWorkload::Concurrent50,
+        ] {
+            let spec = tandem_dsl::compile(workload.name(), &workload.source())
+                .unwrap_or_else(|errors| panic!("{}: {errors}", workload.name()));
+            assert_eq!(
+                spec.tasks.len(),
+                workload.tasks_per_run() as usize,
+                "{}",
+                workload.name()
+            );
+        }
+        let workers = ServiceWorkload::Fanout1kWorkers.source();
+        assert_eq!(
+            workers
+                .matches("worker: { queue: bench, type: noop }")
+                .count(),
+            FAN_OUT_WIDTH
+        );
+    }
+
+    fn result(workload: ServiceWorkload, runs: &[f64], ratios: &[f64]) -> ServiceResult {
+        let samples = runs
+            .iter()
+            .zip(ratios.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(&run_ms, ratio)| ServiceSample {
+                run_ms,
+                server_run_ms: run_ms,
+                runs: 1,
+                tasks: 1_002,
+                tasks_per_s: 1_002.0 / (run_ms / 1000.0),
+                serve_peak_rss_kib: 1_024,
+                commit_ms: ratio.map(|_| 2.5),
+                commit_ratio: ratio.copied(),
+            })
+            .collect();
+        ServiceResult {
+            workload,
+            samples,
+            worker: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_compare_the_median_with_the_target() {
+        assert_eq!(
+            result(ServiceWorkload::Fanout1k, &[100.0, 140.0, 400.0], &[]).verdict(),
+            Some(true)
+        );
+        assert_eq!(
+            result(ServiceWorkload::Fanout1k, &[100.0, 160.0, 400.0], &[]).verdict(),
+            Some(false)
+        );
+        assert_eq!(
+            result(
+                ServiceWorkload::Chain200,
+                &[600.0, 600.0, 600.0],
+                &[1.1, 1.3, 1.3]
+            )
+            .verdict(),
+            Some(false)
+        );
+        assert_eq!(
+            result(
+                ServiceWorkload::Chain200,
+                &[600.0, 600.0, 600.0],
+                &[1.1, 1.0, 1.3]
+            )
+            .verdict(),
+            Some(true)
+        );
+        assert_eq!(
+            result(ServiceWorkload::Concurrent50, &[1.0], &[]).verdict(),
+            None
+        );
+    }
+}
