@@ -148,6 +148,7 @@ async fn execute(
         parallelism,
         kill_grace: exec.kill_grace,
         state_dir: state_dir.clone(),
+        remote: None,
     };
     let total = state.tasks.len();
     let started = Instant::now();

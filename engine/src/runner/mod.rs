@@ -5,8 +5,17 @@
 //! commit (group commit), and only after that commit are the resulting actions performed:
 //! attempts dispatched, retry timers armed, attempts cancelled (write-ahead). So a large
 //! fan-out costs one fsync per scheduling round, not one per task.
+//!
+//! Shell attempts run in this process ([`ShellExecutor`]); attempts of `worker:` tasks go to the
+//! region's task queues ([`RunnerConfig::remote`], see [`crate::executor::remote`]). A worker's
+//! completion or failure arrives with an [`Ack`]: the worker's call returns only when the ack
+//! fires, which happens right after the commit that holds the attempt's `AttemptFinished`
+//! checkpoint (or with an error when that commit fails or the run does not expect the end).
+//! Ends that arrive together share one commit, so a thousand concurrent completions cost a
+//! handful of commits, not a thousand.
 
 pub mod clock;
+mod executors;
 pub mod owner;
 
 #[cfg(test)]
@@ -20,8 +29,10 @@ use tandem_dsl::{ParamError, WorkflowSpec};
 use tokio::sync::{mpsc, watch};
 
 pub use self::clock::RunClock;
+use self::executors::{Executors, expects_end};
 pub use self::owner::{current_owner, is_alive};
-use crate::checkpoint::{AttemptOutcome, Epoch, Event, NewCheckpoint, RunEnd, RunId};
+use crate::checkpoint::{Epoch, Event, NewCheckpoint, RunEnd, RunId};
+use crate::executor::remote::{Ack, AckError, RemoteReport, TaskQueues};
 use crate::executor::shell::{ShellConfig, ShellExecutor};
 use crate::executor::{AttemptReport, AttemptRequest};
 use crate::paths::{AttemptFile, StateDir};
@@ -40,6 +51,9 @@ pub struct RunnerConfig {
     pub kill_grace: Duration,
     /// Where attempts' stdout, stderr and outputs files go.
     pub state_dir: StateDir,
+    /// The region's task queues, where attempts of `worker:` tasks go. `None` (`tandem run`)
+    /// fails such attempts at once, not retryable.
+    pub remote: Option<TaskQueues>,
 }
 
 /// Asks a running [`drive`] to do something.
@@ -231,14 +245,23 @@ pub async fn drive(
         .unwrap_or_else(|| PathBuf::from("."));
     let (report_tx, mut reports) = mpsc::unbounded_channel();
     let (timer_tx, mut timers) = mpsc::unbounded_channel();
-    let mut executor = ShellExecutor::new(
+    let (remote, mut remote_reports) = match &config.remote {
+        Some(queues) => {
+            let (run, reports) = queues.attach_run(run_id, &state.spec.name);
+            (Some(run), Some(reports))
+        }
+        None => (None, None),
+    };
+    let shell = ShellExecutor::new(
         report_tx,
         ShellConfig {
             kill_grace: config.kill_grace,
         },
     );
+    let mut executors = Executors::new(shell, remote, timer_tx.clone());
     let mut machine = RunMachine::new(state, config.parallelism);
-    let mut inputs = vec![first];
+    let mut inputs = vec![Pending::from(first)];
+    let mut acks = Vec::new();
     let mut snapshot = Progress {
         total: machine.state().tasks.len(),
         ..Progress::default()
@@ -246,7 +269,13 @@ pub async fn drive(
     let mut controls_open = true;
     loop {
         let mut step = Step::default();
-        for input in inputs.drain(..) {
+        for Pending { input, ack } in inputs.drain(..) {
+            if let (Some(ack), Input::AttemptFinished { task, attempt, .. }) = (ack, &input) {
+                match expects_end(machine.state(), *task, *attempt) {
+                    Ok(()) => acks.push(ack),
+                    Err(reason) => ack.refused(AckError::NotRecorded { reason }),
+                }
+            }
             machine.handle(input, clock.now(), &mut step);
         }
         let Step { events, actions } = step;
@@ -258,9 +287,19 @@ pub async fn drive(
                 .map(|event| NewCheckpoint { run_id, event })
                 .collect();
             if let Err(error) = store.append(epoch, batch).await {
-                executor.kill_all_now();
+                let message = error.to_string();
+                for ack in acks.drain(..) {
+                    ack.refused(AckError::CommitFailed {
+                        message: message.clone(),
+                    });
+                }
+                executors.stop(&format!("a commit of the run failed: {message}"));
                 return Err(error.into());
             }
+        }
+        // The ends that workers wait on are durable now.
+        for ack in acks.drain(..) {
+            ack.committed();
         }
         snapshot.counts = machine.state().counts;
         snapshot.cancelling = matches!(machine.state().phase, RunPhase::Cancelling { .. });
@@ -272,11 +311,12 @@ pub async fn drive(
                 &base_dir,
                 &config,
                 &clock,
-                &mut executor,
+                &mut executors,
                 &timer_tx,
             )
             .await;
         }
+        executors.flush();
         if let RunPhase::Finished { end, reason, .. } = &machine.state().phase {
             return Ok(Finished {
                 end: *end,
@@ -286,22 +326,69 @@ pub async fn drive(
         }
         // Wait for at least one input, then take every other one that is ready too.
         tokio::select! {
-            Some(report) = reports.recv() => inputs.push(report_input(report)),
-            Some(input) = timers.recv() => inputs.push(input),
+            Some(report) = reports.recv() => inputs.push(report_input(report).into()),
+            Some(report) = next_remote(&mut remote_reports) => inputs.push(remote_input(report)),
+            Some(input) = timers.recv() => inputs.push(input.into()),
             control = controls.recv(), if controls_open => match control {
-                Some(control) => control_input(control, &mut executor, &mut inputs),
+                Some(control) => control_input(control, &mut executors, &mut inputs),
                 None => controls_open = false,
             },
         }
         while let Ok(report) = reports.try_recv() {
-            inputs.push(report_input(report));
+            inputs.push(report_input(report).into());
+        }
+        if let Some(remote_reports) = &mut remote_reports {
+            while let Ok(report) = remote_reports.try_recv() {
+                inputs.push(remote_input(report));
+            }
         }
         while let Ok(input) = timers.try_recv() {
-            inputs.push(input);
+            inputs.push(input.into());
         }
         while let Ok(control) = controls.try_recv() {
-            control_input(control, &mut executor, &mut inputs);
+            control_input(control, &mut executors, &mut inputs);
         }
+    }
+}
+
+/// An input waiting to be handled, with the ack of the worker call that reported it.
+struct Pending {
+    input: Input,
+    /// Fired after the commit that records the input's event (worker completions and
+    /// failures wait on it).
+    ack: Option<Ack>,
+}
+
+impl From<Input> for Pending {
+    fn from(input: Input) -> Pending {
+        Pending { input, ack: None }
+    }
+}
+
+/// The next report of the run's worker attempts; never ready without a remote executor.
+async fn next_remote(
+    reports: &mut Option<mpsc::UnboundedReceiver<RemoteReport>>,
+) -> Option<RemoteReport> {
+    match reports {
+        Some(reports) => reports.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn remote_input(report: RemoteReport) -> Pending {
+    let RemoteReport {
+        task,
+        attempt,
+        outcome,
+        ack,
+    } = report;
+    Pending {
+        input: Input::AttemptFinished {
+            task,
+            attempt,
+            outcome,
+        },
+        ack,
     }
 }
 
@@ -330,10 +417,10 @@ fn report_input(report: AttemptReport) -> Input {
     }
 }
 
-fn control_input(control: Control, executor: &mut ShellExecutor, inputs: &mut Vec<Input>) {
+fn control_input(control: Control, executors: &mut Executors, inputs: &mut Vec<Pending>) {
     match control {
-        Control::Cancel { reason } => inputs.push(Input::Cancel { reason }),
-        Control::KillNow => executor.kill_all_now(),
+        Control::Cancel { reason } => inputs.push(Input::Cancel { reason }.into()),
+        Control::KillNow => executors.kill_shell_now(),
     }
 }
 
@@ -343,7 +430,7 @@ async fn perform(
     base_dir: &Path,
     config: &RunnerConfig,
     clock: &RunClock,
-    executor: &mut ShellExecutor,
+    executors: &mut Executors,
     timers: &mpsc::UnboundedSender<Input>,
 ) {
     match action {
@@ -378,28 +465,7 @@ async fn perform(
         }
         Action::Dispatch(dispatch) => {
             tracing::debug!(task = %dispatch.task_id, attempt = dispatch.attempt, "dispatching attempt");
-            if let DispatchKind::Worker { queue, .. } = &dispatch.kind {
-                // No remote executor in this runner: the attempt cannot run here.
-                let _ = timers.send(Input::AttemptFinished {
-                    task: dispatch.task,
-                    attempt: dispatch.attempt,
-                    outcome: AttemptOutcome::Failed {
-                        exit_code: None,
-                        signal: None,
-                        error: format!(
-                            "task {} needs a worker on queue {queue}; worker tasks run under \
-                             `tandem serve` (submit the workflow with `tandem submit`)",
-                            dispatch.task_id
-                        ),
-                        retryable: false,
-                        error_type: None,
-                    },
-                });
-                return;
-            }
-            if let Some(request) = attempt_request(run_id, base_dir, config, dispatch) {
-                executor.start(request);
-            }
+            executors.dispatch(run_id, base_dir, config, dispatch);
         }
         Action::ArmRetry { task, attempt, due } => {
             arm(
@@ -409,9 +475,7 @@ async fn perform(
             );
         }
         Action::ArmDeadline { due } => arm(timers, clock.instant_at(due), Input::DeadlinePassed),
-        Action::CancelAttempt { task, attempt } => {
-            executor.cancel(task, attempt);
-        }
+        Action::CancelAttempt { task, attempt } => executors.cancel(task, attempt),
     }
 }
 

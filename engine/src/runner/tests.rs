@@ -10,6 +10,10 @@ use super::*;
 use crate::checkpoint::{AttemptOutcome, Checkpoint, Event, TaskEnd};
 use crate::store::sqlite::SqliteStore;
 
+mod remote;
+
+type Driving = tokio::task::JoinHandle<Result<Finished, RunnerError>>;
+
 struct Fixture {
     dir: tempfile::TempDir,
     store: Arc<dyn CheckpointStore>,
@@ -30,6 +34,7 @@ impl Fixture {
             parallelism,
             kill_grace: Duration::from_millis(300),
             state_dir: StateDir::new(self.dir.path().join("state")),
+            remote: None,
         }
     }
 
@@ -58,7 +63,21 @@ impl Fixture {
         yaml: &str,
     ) -> (
         RunId,
-        tokio::task::JoinHandle<Result<Finished, RunnerError>>,
+        Driving,
+        mpsc::UnboundedSender<Control>,
+        watch::Receiver<Progress>,
+    ) {
+        self.start_with(yaml, self.config(4)).await
+    }
+
+    /// [`Fixture::start`] with `config`.
+    async fn start_with(
+        &self,
+        yaml: &str,
+        config: RunnerConfig,
+    ) -> (
+        RunId,
+        Driving,
         mpsc::UnboundedSender<Control>,
         watch::Receiver<Progress>,
     ) {
@@ -68,7 +87,6 @@ impl Fixture {
         let (controls, control_rx) = mpsc::unbounded_channel();
         let (progress, progress_rx) = watch::channel(Progress::default());
         let store = Arc::clone(&self.store);
-        let config = self.config(4);
         let driving = tokio::spawn(async move {
             drive(store, prepared, config, clock, control_rx, progress).await
         });
@@ -376,6 +394,7 @@ fn attempt_files_live_under_the_state_dir() {
         parallelism: 1,
         kill_grace: Duration::from_secs(1),
         state_dir: StateDir::new("/state"),
+        remote: None,
     };
     let run_id = RunId::new();
     let request = attempt_request(

@@ -1,0 +1,155 @@
+//! The executors of one driven run: shell attempts run in this process, worker attempts go to
+//! the region's task queues (when the runner has them).
+
+use std::path::Path;
+
+use tandem_dsl::TaskIndex;
+use tokio::sync::mpsc;
+
+use super::{RunnerConfig, attempt_request};
+use crate::checkpoint::{AttemptOutcome, RunId};
+use crate::executor::remote::{RemoteAttempt, RunQueues};
+use crate::executor::shell::ShellExecutor;
+use crate::scheduler::{Dispatch, DispatchKind, Input, RunState, TaskStatus};
+
+/// Where a run's attempts go.
+pub(super) struct Executors {
+    shell: ShellExecutor,
+    /// The run's handle on the task queues; `None` when the runner has no remote executor.
+    remote: Option<RunQueues>,
+    /// Worker attempts dispatched in the current round, queued together by [`Executors::flush`].
+    batch: Vec<RemoteAttempt>,
+    /// Where an attempt that cannot be dispatched is reported as finished.
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl Executors {
+    /// Executors of a run: `shell` for shell tasks, `remote` for worker tasks; `inputs` takes
+    /// the immediate end of a worker attempt when there is no remote executor.
+    pub(super) fn new(
+        shell: ShellExecutor,
+        remote: Option<RunQueues>,
+        inputs: mpsc::UnboundedSender<Input>,
+    ) -> Executors {
+        Executors {
+            shell,
+            remote,
+            batch: Vec::new(),
+            inputs,
+        }
+    }
+
+    /// Starts a dispatched attempt: a shell attempt at once, a worker attempt at the next
+    /// [`Executors::flush`]. A worker attempt without a remote executor fails, not retryable.
+    pub(super) fn dispatch(
+        &mut self,
+        run_id: RunId,
+        base_dir: &Path,
+        config: &RunnerConfig,
+        dispatch: Dispatch,
+    ) {
+        let Dispatch {
+            task,
+            task_id,
+            attempt,
+            kind:
+                DispatchKind::Worker {
+                    queue,
+                    task_type,
+                    input,
+                    heartbeat_timeout,
+                },
+            timeout,
+        } = dispatch
+        else {
+            if let Some(request) = attempt_request(run_id, base_dir, config, dispatch) {
+                self.shell.start(request);
+            }
+            return;
+        };
+        if self.remote.is_none() {
+            // No remote executor in this runner: the attempt cannot run here.
+            let error = format!(
+                "task {task_id} needs a worker on queue {queue}; worker tasks run under \
+                 `tandem serve` (submit the workflow with `tandem submit`)"
+            );
+            let _ = self.inputs.send(Input::AttemptFinished {
+                task,
+                attempt,
+                outcome: AttemptOutcome::Failed {
+                    exit_code: None,
+                    signal: None,
+                    error,
+                    retryable: false,
+                    error_type: None,
+                },
+            });
+            return;
+        }
+        self.batch.push(RemoteAttempt {
+            task,
+            task_id,
+            attempt,
+            queue,
+            task_type,
+            input,
+            heartbeat_timeout,
+            timeout,
+            traceparent: None,
+        });
+    }
+
+    /// Queues the worker attempts dispatched since the last call, in one go.
+    pub(super) fn flush(&mut self) {
+        if let Some(remote) = &self.remote
+            && !self.batch.is_empty()
+        {
+            remote.enqueue(std::mem::take(&mut self.batch));
+        }
+    }
+
+    /// Cancels a running attempt, wherever it runs.
+    pub(super) fn cancel(&mut self, task: TaskIndex, attempt: u32) {
+        if !self.shell.cancel(task, attempt)
+            && let Some(remote) = &self.remote
+        {
+            remote.cancel(task, attempt);
+        }
+    }
+
+    /// SIGKILLs every shell attempt now (a second Ctrl-C). Worker attempts are not affected.
+    pub(super) fn kill_shell_now(&mut self) {
+        self.shell.kill_all_now();
+    }
+
+    /// The run's driver stops for `why`: shell attempts are killed, worker attempts leave the
+    /// queues (their workers' later calls are told `why`).
+    pub(super) fn stop(mut self, why: &str) {
+        self.shell.kill_all_now();
+        if let Some(remote) = self.remote.take() {
+            remote.detach(why);
+        }
+    }
+}
+
+/// Whether the run expects the end of attempt `attempt` of `task` (it is that task's running
+/// attempt); otherwise why not, for the worker that reported it.
+pub(super) fn expects_end(state: &RunState, task: TaskIndex, attempt: u32) -> Result<(), String> {
+    let Some(runtime) = state.tasks.get(task as usize) else {
+        return Err(format!(
+            "the run has {} task instances, none with index {task}",
+            state.tasks.len()
+        ));
+    };
+    let id = &state.spec.task(task).id;
+    match runtime.status {
+        TaskStatus::Running { attempt: running } if running == attempt => Ok(()),
+        TaskStatus::Running { attempt: running } => Err(format!(
+            "task `{id}` is running attempt {running}, not attempt {attempt}"
+        )),
+        status => Err(format!(
+            "task `{id}` is {}, no attempt of it is running",
+            status.as_str()
+        )),
+    }
+}
