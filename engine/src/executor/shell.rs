@@ -5,7 +5,8 @@
 //! 2. `/bin/sh -c COMMAND` is spawned as the leader of a new process group (pgid = pid), stdin
 //!    null, stdout/stderr written straight to the files (no pipes, so nothing waits for a
 //!    background process to close them), env = inherited + the task's env + `TANDEM_OUTPUT`,
-//!    `TANDEM_RUN_ID`, `TANDEM_TASK_ID`, `TANDEM_ATTEMPT`, `TANDEM_IDEMPOTENCY_KEY`;
+//!    `TANDEM_RUN_ID`, `TANDEM_TASK_ID`, `TANDEM_ATTEMPT`, `TANDEM_IDEMPOTENCY_KEY`, and
+//!    `TRACEPARENT` (W3C trace context of the attempt's span) when traces are exported;
 //! 3. [`AttemptReport::Spawned`] is sent with the pid and its start time;
 //! 4. the attempt waits for the shell to exit, its timeout, or a cancellation;
 //! 5. whatever is left in the process group is stopped: SIGTERM (and SIGCONT, so stopped
@@ -139,7 +140,7 @@ impl ShellExecutor {
     /// runs on the runtime of the caller, or else on the runtime [`ShellExecutor::new`] was
     /// called in. Without either, or when the same task and attempt is already running, nothing
     /// is spawned and the attempt finishes at once as `Failed` with `retryable: false`.
-    pub fn start(&mut self, request: AttemptRequest) {
+    pub fn start(&mut self, mut request: AttemptRequest) {
         let key = (request.task, request.attempt);
         let refuse = |error: String| {
             tracing::error!(task_id = %request.task_id, attempt = request.attempt, "{error}");
@@ -180,6 +181,10 @@ impl ShellExecutor {
             task_id = %request.task_id,
             attempt = request.attempt
         );
+        // W3C trace context of the attempt's span, after the task's env so it wins.
+        if let Some(traceparent) = crate::telemetry::traceparent(&span) {
+            request.env.push(("TRACEPARENT".to_owned(), traceparent));
+        }
         let attempt = Attempt {
             request,
             grace: self.config.kill_grace,
