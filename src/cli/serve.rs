@@ -71,7 +71,7 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         let shutdown = shutdown_signal().await?;
         serve_api(region, listener, shutdown)
             .await
-            .map_err(|error| Failure::system(error))?;
+            .map_err(Failure::system)?;
         Ok(exit::OK)
     })
 }

@@ -216,7 +216,13 @@ impl Region {
         let params = spec.resolve_params(&params).map_err(RunnerError::from)?;
         let run_id = RunId::new();
         let at = self.inner.clock.now();
-        let source_path = self.inner.config.state_dir.join(&workflow.file_name);
+        // Shell tasks of served runs work in the state directory: the recorded path is the file's
+        // name there (a client's directories mean nothing on this machine).
+        let base_name = Path::new(&workflow.file_name)
+            .file_name()
+            .map(|name| name.to_os_string())
+            .unwrap_or_else(|| "workflow.yaml".into());
+        let source_path = self.inner.config.state_dir.join(base_name);
         let source_path = std::path::absolute(&source_path)
             .unwrap_or(source_path)
             .display()
