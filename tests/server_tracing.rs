@@ -76,7 +76,8 @@ async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() 
         &["--otlp-endpoint", &endpoint],
     );
     let client = Client::connect(&server.url).await.unwrap();
-    let dag = "name: traced\ntasks:\n  t:\n    run: echo \"tp=$TRACEPARENT\" >> \"$TANDEM_OUTPUT\"\n";
+    let dag =
+        "name: traced\ntasks:\n  t:\n    run: echo \"tp=$TRACEPARENT\" >> \"$TANDEM_OUTPUT\"\n";
     let run_id = client
         .submit(dag, "traced.yaml", BTreeMap::new(), None)
         .await
@@ -115,7 +116,10 @@ async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() 
         .find(|span| span.name == "attempt")
         .unwrap_or_else(|| panic!("no attempt span in {spans:#?}"));
     assert_eq!(attempt.trace_id, run_span.trace_id, "one trace per run");
-    assert_eq!(attempt.parent_span_id, run_span.span_id, "attempt inside run");
+    assert_eq!(
+        attempt.parent_span_id, run_span.span_id,
+        "attempt inside run"
+    );
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts.len(), 4, "W3C traceparent: {traceparent}");
     assert_eq!(parts[0], "00");

@@ -86,6 +86,17 @@ impl Executors {
             });
             return;
         }
+        // The attempt's span (inside the run's) is the parent of the worker's spans: its W3C
+        // context travels with the lease. It records the hand-over to the queue; the work
+        // itself is traced by the worker.
+        let span = tracing::info_span!(
+            "attempt",
+            task_id = %task_id,
+            attempt,
+            queue = %queue,
+            task_type = %task_type
+        );
+        let traceparent = crate::telemetry::traceparent(&span);
         self.batch.push(RemoteAttempt {
             task,
             task_id,
@@ -95,7 +106,7 @@ impl Executors {
             input,
             heartbeat_timeout,
             timeout,
-            traceparent: None,
+            traceparent,
         });
     }
 
