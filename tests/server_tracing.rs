@@ -1,5 +1,6 @@
 //! Traces of `tandem serve`: spans of runs and attempts reach an OTLP collector (a real gRPC
-//! OTLP receiver in this test), and a shell task sees its attempt's span as `TRACEPARENT`.
+//! OTLP receiver in this test); a shell task sees its attempt's span as `TRACEPARENT`, and a
+//! worker gets it with its lease.
 
 mod common;
 
@@ -60,7 +61,7 @@ impl TraceService for Collector {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() {
+async fn runs_and_attempts_are_exported_and_shell_tasks_and_workers_get_their_traceparent() {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -76,8 +77,18 @@ async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() 
         &["--otlp-endpoint", &endpoint],
     );
     let client = Client::connect(&server.url).await.unwrap();
-    let dag =
-        "name: traced\ntasks:\n  t:\n    run: echo \"tp=$TRACEPARENT\" >> \"$TANDEM_OUTPUT\"\n";
+    let dag = "name: traced\ntasks:\n  t:\n    run: echo \"tp=$TRACEPARENT\" >> \"$TANDEM_OUTPUT\"\n  w:\n    worker: { queue: traced, type: echo }\n";
+    let worker = tandem_api::Worker::builder(server.url.clone(), "traced")
+        .handler("echo", |task| async move {
+            let traceparent = task.traceparent().unwrap_or("none").to_string();
+            Ok(BTreeMap::from([("tp".to_string(), traceparent)]))
+        })
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
     let run_id = client
         .submit(dag, "traced.yaml", BTreeMap::new(), None)
         .await
@@ -90,6 +101,9 @@ async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() 
         .unwrap();
     assert_eq!(run.state, RunState::Succeeded);
     let traceparent = run.tasks[0].outputs["tp"].clone();
+    let worker_traceparent = run.tasks[1].outputs["tp"].clone();
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
     // SIGTERM: a clean shutdown flushes the batch exporter.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.child.id() as i32),
@@ -111,10 +125,28 @@ async fn runs_and_attempts_are_exported_and_shell_tasks_get_their_traceparent() 
         .iter()
         .find(|span| span.name == "run")
         .unwrap_or_else(|| panic!("no run span in {spans:#?}"));
-    let attempt = spans
+    let attempts: Vec<&Received> = spans.iter().filter(|span| span.name == "attempt").collect();
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    let by_id = |id: &str| {
+        attempts
+            .iter()
+            .find(|span| span.span_id == id)
+            .copied()
+            .unwrap_or_else(|| panic!("no attempt span {id} in {spans:#?}"))
+    };
+    let worker_parts: Vec<&str> = worker_traceparent.split('-').collect();
+    assert_eq!(
+        worker_parts.len(),
+        4,
+        "W3C traceparent: {worker_traceparent}"
+    );
+    let worker_attempt = by_id(worker_parts[2]);
+    assert_eq!(worker_parts[1], run_span.trace_id, "{worker_traceparent}");
+    assert_eq!(worker_attempt.parent_span_id, run_span.span_id);
+    let attempt = attempts
         .iter()
-        .find(|span| span.name == "attempt")
-        .unwrap_or_else(|| panic!("no attempt span in {spans:#?}"));
+        .find(|span| span.span_id != worker_attempt.span_id)
+        .unwrap();
     assert_eq!(attempt.trace_id, run_span.trace_id, "one trace per run");
     assert_eq!(
         attempt.parent_span_id, run_span.span_id,
