@@ -9,10 +9,13 @@ mod remote;
 mod remote_runs;
 mod run;
 mod runs;
+mod serve;
+mod serve_config;
 mod show;
 mod status;
 mod submit;
 mod table;
+mod telemetry;
 mod validate;
 mod watch;
 
@@ -93,8 +96,14 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Print the JSON Schema of the workflow file format (for editor completion).
     Schema,
+    /// Run the engine of a region as a gRPC server over PostgreSQL (see `region.toml` in the README).
+    Serve(serve_config::ServeArgs),
     /// Measure scheduler throughput and memory on standard workloads.
     Bench(bench::BenchArgs),
+    /// Internal (`tandem bench`): an SDK worker whose handler returns at once; stops when
+    /// stdin closes.
+    #[command(hide = true)]
+    BenchWorker(bench::worker::BenchWorkerArgs),
 }
 
 /// Output format of listing commands.
@@ -170,13 +179,11 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// Entry point: parse, run the command, map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `tandem serve` sets up its own logs and trace export from its settings.
+    let _telemetry = match cli.command {
+        Command::Serve(_) => None,
+        _ => telemetry::init("warn", None, "tandem").ok(),
+    };
     let state_dir = StateDir::new(cli.state_dir);
     let result = match cli.command {
         Command::Validate { files } => validate::validate(&files),
@@ -191,7 +198,9 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::logs(&state_dir, args),
         Command::Graph(args) => graph::graph(args),
         Command::Schema => graph::schema(),
+        Command::Serve(args) => serve::serve(state_dir.root(), args),
         Command::Bench(args) => bench::bench(args),
+        Command::BenchWorker(args) => bench::worker::bench_worker(cli.server.as_deref(), args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
