@@ -256,6 +256,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/region.toml");
+        let merged = settings(args(Some(path)), Path::new(".tandem")).unwrap();
+        assert_eq!(merged.region, "eu-west");
+        assert_eq!(merged.retry_for, Duration::from_secs(300));
+        assert_eq!(merged.otlp_endpoint, None);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_their_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("region.toml");
