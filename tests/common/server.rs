@@ -139,3 +139,18 @@ fn spawn(
     };
     (child, format!("http://{address}"))
 }
+
+/// Every checkpoint of run `run_id` in the database `database_url`, in log order, read with
+/// a store of its own (as another process of the region would).
+pub async fn checkpoints(
+    database_url: &str,
+    run_id: &str,
+) -> Vec<tandem_engine::checkpoint::Checkpoint> {
+    use tandem_engine::store::CheckpointStore;
+    use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+    let store = PostgresStore::connect(PostgresConfig::new(database_url))
+        .await
+        .expect("open the PostgreSQL store");
+    let run_id = run_id.parse().expect("a run id");
+    store.read_run(run_id).await.expect("read the run")
+}
