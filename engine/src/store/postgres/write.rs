@@ -22,8 +22,11 @@ pub(super) struct Encoded {
     payloads: Vec<String>,
     /// Every run the batch touches, once.
     runs: Vec<Uuid>,
-    /// The `run_finished` checkpoints: run, status, end time; in batch order.
-    finished: Vec<(Uuid, &'static str, i64)>,
+    /// The runs the batch finishes, with their status and end time (the last `run_finished`
+    /// of each run in the batch).
+    finished_runs: Vec<Uuid>,
+    finished_statuses: Vec<&'static str>,
+    finished_at: Vec<i64>,
 }
 
 impl Encoded {
@@ -46,7 +49,9 @@ impl Encoded {
             kinds: Vec::with_capacity(batch.len()),
             payloads: Vec::with_capacity(batch.len()),
             runs: Vec::new(),
-            finished: Vec::new(),
+            finished_runs: Vec::new(),
+            finished_statuses: Vec::new(),
+            finished_at: Vec::new(),
         };
         for (index, checkpoint) in batch.iter().enumerate() {
             let run_id = checkpoint.run_id.0;
@@ -63,9 +68,18 @@ impl Encoded {
                     ));
                 }
                 Event::RunFinished { state, at, .. } => {
-                    encoded
-                        .finished
-                        .push((run_id, RunStatus::from(*state).as_str(), *at));
+                    let status = RunStatus::from(*state).as_str();
+                    match encoded.finished_runs.iter().position(|run| *run == run_id) {
+                        Some(earlier) => {
+                            encoded.finished_statuses[earlier] = status;
+                            encoded.finished_at[earlier] = *at;
+                        }
+                        None => {
+                            encoded.finished_runs.push(run_id);
+                            encoded.finished_statuses.push(status);
+                            encoded.finished_at.push(*at);
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -86,13 +100,28 @@ impl Encoded {
     }
 }
 
-/// Takes the positions (the head's row lock, held to `COMMIT`, so positions are handed out in
-/// commit order), records the write's id and inserts the checkpoints, in one statement.
-/// `$1` batch size, `$2` batch id, `$3` epoch, `$4` commit time, `$5`-`$7` per checkpoint:
-/// run id, kind, payload.
+/// The whole append, one statement in its own (implicit) transaction, so it costs one round
+/// trip and one commit:
+/// 1. lock the batch's runs `FOR KEY SHARE` (appends do not block each other; a claim's
+///    `FOR UPDATE` waits for this append, or this append for the claim) and decide whether
+///    every run exists and accepts the epoch;
+/// 2. only then take the positions from the head of the log, whose row lock is held until
+///    the commit, so positions are handed out in commit order;
+/// 3. record the write id, insert the checkpoints, record finished runs.
+///
+/// When step 1 refuses, nothing is written and the runs' owner epochs come back for the
+/// error. `$1` batch size, `$2` write id, `$3` epoch, `$4` commit time, `$5`-`$7` per
+/// checkpoint: run id, kind, payload; `$8` the runs; `$9`-`$11` the finished runs, their
+/// status and end time.
 const APPEND: &str = "
-WITH head AS (
-    UPDATE log_head SET last = last + $1 RETURNING last
+WITH owners AS (
+    SELECT run_id, owner_epoch FROM runs WHERE run_id = ANY($8::uuid[]) FOR KEY SHARE
+), verdict AS (
+    SELECT count(*) = cardinality($8::uuid[]) AND coalesce(bool_and(owner_epoch <= $3), true)
+        AS accepted
+    FROM owners
+), head AS (
+    UPDATE log_head SET last = last + $1 WHERE (SELECT accepted FROM verdict) RETURNING last
 ), batch AS (
     INSERT INTO batches (batch_id, last_position, epoch) SELECT $2, last, $3 FROM head
 ), appended AS (
@@ -100,8 +129,13 @@ WITH head AS (
     SELECT head.last - $1 + item.number, $3, item.run_id, $4, item.kind, item.payload::json
     FROM head, unnest($5::uuid[], $6::text[], $7::text[])
         WITH ORDINALITY AS item(run_id, kind, payload, number)
+), finished AS (
+    UPDATE runs SET status = f.status, finished_at = f.at
+    FROM head, unnest($9::uuid[], $10::text[], $11::bigint[]) AS f(run_id, status, at)
+    WHERE runs.run_id = f.run_id
 )
-SELECT last FROM head";
+SELECT (SELECT last FROM head), ARRAY(SELECT run_id FROM owners),
+    ARRAY(SELECT owner_epoch FROM owners)";
 
 /// See [`crate::store::CheckpointStore::append`]; the batch is not empty. `batch_id`
 /// identifies the write across attempts: a retry (`attempt` > 1) whose first attempt
@@ -120,24 +154,10 @@ pub(super) async fn append(
     }
     let doing = "appending checkpoints";
     let failed = |error| pg(context, doing, error);
-    let epoch = encoded.epoch.0 as i64;
-    let transaction = client.transaction().await.map_err(failed)?;
-    check_owners(context, &transaction, encoded).await?;
-    if !encoded.finished.is_empty() {
-        let finish = transaction
-            .prepare_cached("UPDATE runs SET status = $2, finished_at = $3 WHERE run_id = $1")
-            .await
-            .map_err(failed)?;
-        for (run_id, status, at) in &encoded.finished {
-            transaction
-                .execute(&finish, &[run_id, status, at])
-                .await
-                .map_err(|error| pg(context, "recording the end of a run", error))?;
-        }
-    }
-    let statement = transaction.prepare_cached(APPEND).await.map_err(failed)?;
+    let statement = client.prepare_cached(APPEND).await.map_err(failed)?;
     let size = encoded.run_ids.len() as i64;
-    let appended = transaction
+    let epoch = encoded.epoch.0 as i64;
+    let appended = client
         .query_one(
             &statement,
             &[
@@ -148,14 +168,17 @@ pub(super) async fn append(
                 &encoded.run_ids,
                 &encoded.kinds,
                 &encoded.payloads,
+                &encoded.runs,
+                &encoded.finished_runs,
+                &encoded.finished_statuses,
+                &encoded.finished_at,
             ],
         )
         .await;
-    let last: i64 = match appended.and_then(|row| row.try_get(0)) {
-        Ok(last) => last,
+    let row = match appended {
+        Ok(row) => row,
         Err(error) if is_unique_violation(&error, "batches_pkey") => {
             // The first attempt committed while this one waited for the head's lock.
-            drop(transaction);
             return match committed_batch(context, client, batch_id).await? {
                 Some((last, _)) => Ok(last),
                 None => Err(Failure::Final(backend(
@@ -168,57 +191,63 @@ pub(super) async fn append(
         }
         Err(error) => return Err(failed(error)),
     };
-    transaction.commit().await.map_err(failed)?;
-    Ok(position_from(context, last, "the appended position")?)
+    let last: Option<i64> = row.try_get(0).map_err(failed)?;
+    match last {
+        Some(last) => Ok(position_from(context, last, "the appended position")?),
+        None => {
+            let runs: Vec<Uuid> = row.try_get(1).map_err(failed)?;
+            let epochs: Vec<i64> = row.try_get(2).map_err(failed)?;
+            Err(Failure::Final(refusal(context, encoded, &runs, &epochs)?))
+        }
+    }
 }
 
-/// Locks the rows of the batch's runs (`FOR KEY SHARE`: appends do not block each other, a
-/// claim's `FOR UPDATE` waits for this transaction, or this one for the claim's) and checks,
-/// in batch order, that each run exists and is not owned by a newer epoch.
-async fn check_owners(
+/// Why the append was refused, for the first checkpoint (in batch order) whose run does
+/// not exist or is owned by a newer epoch; `runs` and `owner_epochs` are what the append
+/// found.
+fn refusal(
     context: &Context,
-    transaction: &deadpool_postgres::Transaction<'_>,
     encoded: &Encoded,
-) -> Result<(), Failure> {
-    let doing = "checking the runs' owner epochs";
-    let statement = transaction
-        .prepare_cached("SELECT run_id, owner_epoch FROM runs WHERE run_id = ANY($1) FOR KEY SHARE")
-        .await
-        .map_err(|error| pg(context, doing, error))?;
-    let rows = transaction
-        .query(&statement, &[&encoded.runs])
-        .await
-        .map_err(|error| pg(context, doing, error))?;
-    let mut owners: HashMap<Uuid, Epoch> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let run_id: Uuid = row.try_get(0).map_err(|error| pg(context, doing, error))?;
-        let owner_epoch: i64 = row.try_get(1).map_err(|error| pg(context, doing, error))?;
-        owners.insert(run_id, epoch_from(context, owner_epoch, "an owner epoch")?);
+    runs: &[Uuid],
+    owner_epochs: &[i64],
+) -> Result<StoreError, StoreError> {
+    let mut owners: HashMap<Uuid, Epoch> = HashMap::with_capacity(runs.len());
+    for (run_id, owner_epoch) in runs.iter().zip(owner_epochs) {
+        owners.insert(
+            *run_id,
+            epoch_from(context, *owner_epoch, "an owner epoch")?,
+        );
     }
     let total = encoded.run_ids.len();
     for (index, run_id) in encoded.run_ids.iter().enumerate() {
         match owners.get(run_id) {
             None => {
-                return Err(Failure::Final(invalid(
+                return Ok(invalid(
                     context,
                     format!(
                         "checkpoint {} of {total} (`{}`) is for run {run_id}, which does not exist: create it first",
                         index + 1,
                         encoded.kinds[index]
                     ),
-                )));
+                ));
             }
             Some(owner_epoch) if encoded.epoch < *owner_epoch => {
-                return Err(Failure::Final(StoreError::Fenced {
+                return Ok(StoreError::Fenced {
                     run_id: crate::checkpoint::RunId(*run_id),
                     epoch: encoded.epoch,
                     owner_epoch: *owner_epoch,
-                }));
+                });
             }
             Some(_) => {}
         }
     }
-    Ok(())
+    Err(backend(
+        context,
+        format!(
+            "appending {total} checkpoints: PostgreSQL refused the batch, but every run exists and accepts epoch {} (owners found: {runs:?})",
+            encoded.epoch
+        ),
+    ))
 }
 
 /// The last position and epoch recorded by the committed write `batch_id`, if it committed.
