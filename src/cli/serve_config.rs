@@ -34,7 +34,8 @@ use super::{Failure, parse_duration_arg};
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     region: Option<String>,
-    listen: Option<String>,
+    /// Parsed while reading, so a bad address is reported with its line and column.
+    listen: Option<SocketAddr>,
     #[serde(default)]
     postgres: PostgresSection,
     #[serde(default)]
@@ -48,15 +49,15 @@ struct FileConfig {
 struct PostgresSection {
     url: Option<String>,
     pool_size: Option<usize>,
-    connect_timeout: Option<String>,
-    retry_for: Option<String>,
+    connect_timeout: Option<DurationText>,
+    retry_for: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EngineSection {
     parallelism: Option<usize>,
-    kill_grace: Option<String>,
+    kill_grace: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,19 @@ pub struct ServeSettings {
     pub service_name: String,
 }
 
+/// A duration written like `10s` or `250ms`, parsed while reading (errors carry the line).
+#[derive(Debug, Clone, Copy)]
+struct DurationText(Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration_arg(&text)
+            .map(DurationText)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| Failure::invalid(format!("cannot read {}: {error}", path.display())))?;
@@ -131,19 +145,6 @@ fn read_file(path: &Path) -> Result<FileConfig, Failure> {
     })
 }
 
-fn duration(
-    origin: &str,
-    key: &str,
-    text: Option<String>,
-    default: Duration,
-) -> Result<Duration, Failure> {
-    match text {
-        None => Ok(default),
-        Some(text) => parse_duration_arg(&text)
-            .map_err(|error| Failure::invalid(format!("{origin}: `{key}`: {error}"))),
-    }
-}
-
 /// Merges `args` over the file they name (if any) over the defaults. `state_dir` is the global
 /// `--state-dir` / `TANDEM_STATE_DIR` (shell attempts' logs and working directory).
 pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Failure> {
@@ -151,15 +152,16 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
         Some(path) => (read_file(path)?, path.display().to_string()),
         None => (FileConfig::default(), "settings".to_string()),
     };
-    let listen_text = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:7233".to_string());
-    let listen = listen_text.parse().map_err(|error| {
-        Failure::invalid(format!(
-            "{origin}: `listen`: expected HOST:PORT with an IP address (like 127.0.0.1:7233), found `{listen_text}`: {error}"
-        ))
-    })?;
+    let listen = match args.listen {
+        Some(text) => text.parse().map_err(|error| {
+            Failure::invalid(format!(
+                "--listen / TANDEM_LISTEN: expected HOST:PORT with an IP address (like 127.0.0.1:7233), found `{text}`: {error}"
+            ))
+        })?,
+        None => file
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7233))),
+    };
     let postgres_url = args.postgres_url.or(file.postgres.url).ok_or_else(|| {
         Failure::invalid(format!(
             "{origin}: no PostgreSQL URL: set `postgres.url` in the file, TANDEM_POSTGRES_URL or --postgres-url"
@@ -180,12 +182,10 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
     }
     let kill_grace = match args.kill_grace {
         Some(grace) => grace,
-        None => duration(
-            &origin,
-            "engine.kill_grace",
-            file.engine.kill_grace,
-            Duration::from_secs(10),
-        )?,
+        None => file
+            .engine
+            .kill_grace
+            .map_or(Duration::from_secs(10), |grace| grace.0),
     };
     Ok(ServeSettings {
         region: args
@@ -196,18 +196,14 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
         state_dir,
         postgres_url,
         pool_size,
-        connect_timeout: duration(
-            &origin,
-            "postgres.connect_timeout",
-            file.postgres.connect_timeout,
-            Duration::from_secs(10),
-        )?,
-        retry_for: duration(
-            &origin,
-            "postgres.retry_for",
-            file.postgres.retry_for,
-            Duration::from_secs(300),
-        )?,
+        connect_timeout: file
+            .postgres
+            .connect_timeout
+            .map_or(Duration::from_secs(10), |timeout| timeout.0),
+        retry_for: file
+            .postgres
+            .retry_for
+            .map_or(Duration::from_secs(300), |retry| retry.0),
         parallelism,
         kill_grace,
         otlp_endpoint: args.otlp_endpoint.or(file.telemetry.otlp_endpoint),
@@ -273,8 +269,13 @@ mod tests {
         assert!(failure.message.contains("pool_sise"), "{}", failure.message);
         assert!(failure.message.contains("line 3"), "{}", failure.message);
         std::fs::write(&path, "listen = \"localhost\"\n[postgres]\nurl = \"x\"\n").unwrap();
-        let failure = settings(args(Some(path)), Path::new(".")).unwrap_err();
-        assert!(failure.message.contains("`listen`"), "{}", failure.message);
+        let failure = settings(args(Some(path.clone())), Path::new(".")).unwrap_err();
+        assert!(failure.message.contains("listen"), "{}", failure.message);
+        assert!(failure.message.contains("line 1"), "{}", failure.message);
+        std::fs::write(&path, "[postgres]\nurl = \"x\"\nretry_for = \"soon\"\n").unwrap();
+        let failure = settings(args(Some(path.clone())), Path::new(".")).unwrap_err();
+        assert!(failure.message.contains("line 3"), "{}", failure.message);
+        assert!(failure.message.contains("retry_for"), "{}", failure.message);
         let failure = settings(args(None), Path::new(".")).unwrap_err();
         assert!(
             failure.message.contains("TANDEM_POSTGRES_URL"),

@@ -150,7 +150,7 @@ async fn supervise(env: AttemptEnv, lease: proto::TaskLease, traceparent: Option
         workflow: lease.workflow,
     };
     let (context, channels) = TaskContext::new(info);
-    let heartbeats = tokio::spawn(
+    let heartbeats = AbortOnDrop(tokio::spawn(
         keep_alive(
             env.rpc.clone(),
             lease.lease_id.clone(),
@@ -160,7 +160,7 @@ async fn supervise(env: AttemptEnv, lease: proto::TaskLease, traceparent: Option
             last_contact.clone(),
         )
         .in_current_span(),
-    );
+    ));
     tracing::debug!("attempt started");
     let outcome = run_handler(&env, handler, context).await;
     match &outcome {
@@ -180,7 +180,18 @@ async fn supervise(env: AttemptEnv, lease: proto::TaskLease, traceparent: Option
         &last_contact,
     )
     .await;
-    heartbeats.abort();
+    drop(heartbeats);
+}
+
+/// A spawned task that is aborted when this guard is dropped: when the attempt's own future is
+/// dropped (the worker was dropped or its task aborted), its handler stops and its heartbeats
+/// stop too, so the server takes the attempt back after its heartbeat timeout.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs the handler in its own task (so a panic is caught) until it returns or the shutdown's
@@ -188,7 +199,9 @@ async fn supervise(env: AttemptEnv, lease: proto::TaskLease, traceparent: Option
 async fn run_handler(env: &AttemptEnv, handler: Handler, context: TaskContext) -> Outcome {
     // Called inside the task, so that a handler panicking before it returns a future is
     // caught too.
-    let mut handle = tokio::spawn(async move { handler(context).await }.in_current_span());
+    let mut handle = AbortOnDrop(tokio::spawn(
+        async move { handler(context).await }.in_current_span(),
+    ));
     let mut deadline = env.shutdown_deadline.clone();
     let stopped = async {
         let at = match deadline.wait_for(Option::is_some).await {
@@ -202,7 +215,7 @@ async fn run_handler(env: &AttemptEnv, handler: Handler, context: TaskContext) -
         }
     };
     tokio::select! {
-        joined = &mut handle => match joined {
+        joined = &mut handle.0 => match joined {
             Ok(Ok(outputs)) => Outcome::Completed(outputs),
             Ok(Err(error)) => Outcome::Failed(error),
             Err(join) if join.is_panic() => Outcome::Failed(
@@ -218,7 +231,7 @@ async fn run_handler(env: &AttemptEnv, handler: Handler, context: TaskContext) -
             ),
         },
         () = stopped => {
-            handle.abort();
+            handle.0.abort();
             env.counters.released();
             Outcome::Failed(
                 TaskError::retryable(format!(
