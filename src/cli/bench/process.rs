@@ -266,8 +266,10 @@ pub fn vm_hwm_kib(status: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// Removes every `TANDEM_*` variable but `TANDEM_LOG` from `command`'s environment.
+/// Removes every `TANDEM_*` variable but `TANDEM_LOG` from `command`'s environment, and asks
+/// for logs without colour codes (they go to a file).
 fn scrub_environment(command: &mut Command) {
+    command.env("NO_COLOR", "1");
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
         if text.starts_with("TANDEM_") && text != "TANDEM_LOG" {
@@ -341,10 +343,18 @@ fn log_tail(path: &Path) -> String {
         Err(error) => return format!("(cannot read {}: {error})", path.display()),
     };
     let length = file.metadata().map(|meta| meta.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(length.saturating_sub(LOG_TAIL_BYTES)));
+    let start = length.saturating_sub(LOG_TAIL_BYTES);
+    let _ = file.seek(SeekFrom::Start(start));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if start > 0 {
+        // Start at a whole line.
+        text = match text.split_once('\n') {
+            Some((_, rest)) => format!("[...]\n{rest}"),
+            None => text,
+        };
+    }
     if text.trim().is_empty() {
         "(empty)".to_string()
     } else {

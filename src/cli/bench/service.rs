@@ -146,6 +146,8 @@ impl ServiceWorkload {
 pub struct ServiceSample {
     /// From the first `StartRun` call to the reply showing the last run finished, ms.
     pub run_ms: f64,
+    /// From the first `StartRun` call to the last `StartRun` reply, ms (part of `run_ms`).
+    pub start_ms: f64,
     /// The runs' earliest creation to their latest finish, as the server records them, ms.
     pub server_run_ms: f64,
     /// Runs of the sample.
@@ -379,10 +381,15 @@ async fn sample(
     let started = Instant::now();
     let runs = futures::future::try_join_all(
         (0..workload.runs_per_sample())
-            .map(|_| start_and_wait(client, start.clone(), workload.tasks_per_run())),
+            .map(|_| start_and_wait(client, start.clone(), workload.tasks_per_run(), started)),
     )
     .await?;
     let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let start_ms = runs
+        .iter()
+        .map(|(_, replied)| replied.as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max);
+    let runs: Vec<Run> = runs.into_iter().map(|(run, _)| run).collect();
     let tasks = runs.iter().map(|run| u64::from(run.counts.total)).sum();
     let created = runs.iter().map(|run| run.created_at_unix_ms).min();
     let finished = runs.iter().filter_map(|run| run.finished_at_unix_ms).max();
@@ -392,6 +399,7 @@ async fn sample(
     };
     Ok(ServiceSample {
         run_ms,
+        start_ms,
         server_run_ms,
         runs: runs.len(),
         tasks,
@@ -403,12 +411,18 @@ async fn sample(
 }
 
 /// Starts a run and waits until it finished; it must have succeeded with `tasks` tasks, all
-/// succeeded.
-async fn start_and_wait(client: &Client, start: StartRun, tasks: u32) -> Result<Run, Failure> {
+/// succeeded. Returns it with the time from `since` to the `StartRun` reply.
+async fn start_and_wait(
+    client: &Client,
+    start: StartRun,
+    tasks: u32,
+    since: Instant,
+) -> Result<(Run, Duration), Failure> {
     let started = client
         .start_run(start)
         .await
         .map_err(|error| Failure::system(format!("StartRun: {error}")))?;
+    let replied = since.elapsed();
     let run = client
         .wait_run(&started.run_id)
         .await
@@ -426,7 +440,7 @@ async fn start_and_wait(client: &Client, start: StartRun, tasks: u32) -> Result<
                 .unwrap_or_default()
         )));
     }
-    Ok(run)
+    Ok((run, replied))
 }
 
 /// The results as a table for people.
@@ -435,6 +449,7 @@ pub fn table(results: &[ServiceResult]) -> Table {
     out.load_style(UTF8_FULL_CONDENSED).set_header(vec![
         "WORKLOAD",
         "RUN median (min-max)",
+        "START median",
         "SERVER median",
         "TASKS/S median",
         "SERVE PEAK RSS",
@@ -444,6 +459,7 @@ pub fn table(results: &[ServiceResult]) -> Table {
     ]);
     for result in results {
         let run = result.column(|s| Some(s.run_ms));
+        let start = result.column(|s| Some(s.start_ms));
         let server = result.column(|s| Some(s.server_run_ms));
         let rate = result.column(|s| Some(s.tasks_per_s));
         let commit = result.column(|s| s.commit_ms);
@@ -458,6 +474,7 @@ pub fn table(results: &[ServiceResult]) -> Table {
         out.add_row(vec![
             result.workload.name().to_string(),
             format!("{:.1} ms ({:.1}-{:.1})", median(&run), min(&run), max(&run)),
+            format!("{:.1} ms", median(&start)),
             format!("{:.0} ms", median(&server)),
             format!("{:.0}", median(&rate)),
             format!("{:.1} MiB", result.peak_rss_kib() as f64 / 1024.0),
@@ -527,6 +544,7 @@ mod tests {
             .zip(ratios.iter().map(Some).chain(std::iter::repeat(None)))
             .map(|(&run_ms, ratio)| ServiceSample {
                 run_ms,
+                start_ms: 1.0,
                 server_run_ms: run_ms,
                 runs: 1,
                 tasks: 1_002,
