@@ -3,6 +3,7 @@
 //! endpoint is given, every span (runs, attempts) exported over OTLP/gRPC with W3C trace
 //! context propagation.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -47,6 +48,7 @@ pub fn init(
         EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
     let Some(endpoint) = otlp_endpoint else {
         tracing_subscriber::registry().with(logs).init();

@@ -4,7 +4,7 @@ use tandem_api::proto;
 
 use super::error::ServiceError;
 use super::limits::invalid;
-use crate::checkpoint::TaskEnd;
+use crate::checkpoint::{Epoch, TaskEnd};
 use crate::runner::Progress;
 use crate::scheduler::{RunPhase, RunState, TaskCounts, TaskStatus};
 use crate::store::{RunStatus, RunSummary};
@@ -84,13 +84,31 @@ pub fn run_summary(summary: &RunSummary) -> proto::Run {
 
 /// A run rebuilt from its checkpoints, with its tasks when `with_tasks`.
 pub fn run_detail(summary: &RunSummary, state: &RunState, with_tasks: bool) -> proto::Run {
-    let mut run = run_summary(summary);
-    run.params = state
-        .params
-        .iter()
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
-    run.counts = Some(counts(state.tasks.len(), &state.counts));
+    run_from_state(state, summary.owner_epoch, with_tasks)
+}
+
+/// A run as its state says (the state a driver holds, or one rebuilt from checkpoints), written
+/// by owner epoch `epoch`, with its tasks when `with_tasks`.
+pub fn run_from_state(state: &RunState, epoch: Epoch, with_tasks: bool) -> proto::Run {
+    let status = match &state.phase {
+        RunPhase::Finished { end, .. } => RunStatus::from(*end),
+        RunPhase::Running | RunPhase::Cancelling { .. } => RunStatus::Running,
+    };
+    let mut run = proto::Run {
+        run_id: state.run_id_text.clone(),
+        workflow: state.spec.name.clone(),
+        version: state.spec.version.clone(),
+        state: run_state(status) as i32,
+        created_at_unix_ms: state.created_at,
+        epoch: epoch.0,
+        params: state
+            .params
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+        counts: Some(counts(state.tasks.len(), &state.counts)),
+        ..proto::Run::default()
+    };
     match &state.phase {
         RunPhase::Running => {}
         RunPhase::Cancelling { .. } => run.cancelling = true,

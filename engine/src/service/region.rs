@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tandem_api::proto;
+use tandem_dsl::WorkflowSpec;
 use tokio::sync::{mpsc, watch};
 
 use super::config::ServiceConfig;
@@ -33,6 +34,19 @@ use crate::store::{
 struct ActiveRun {
     controls: mpsc::UnboundedSender<Control>,
     progress: watch::Receiver<Progress>,
+    outcome: watch::Receiver<Option<Arc<proto::Run>>>,
+    base: Arc<proto::Run>,
+}
+
+/// What a watcher of a run driven by this process follows (see [`Region::watch_active`]).
+pub struct ActiveWatch {
+    /// The run as it was when its driver started, without tasks.
+    pub base: Arc<proto::Run>,
+    /// The driver's progress, published after every commit; closed when the driver stops.
+    pub progress: watch::Receiver<Progress>,
+    /// The run's final view with its tasks, set once the driver has finished the run; the
+    /// sender is dropped without a value when the driver stopped on an error instead.
+    pub outcome: watch::Receiver<Option<Arc<proto::Run>>>,
 }
 
 struct Inner {
@@ -42,7 +56,12 @@ struct Inner {
     owner: Owner,
     clock: RunClock,
     runs: Mutex<HashMap<RunId, ActiveRun>>,
+    /// Compiled workflows by version (the text's hash), so starting a run does not compile.
+    specs: Mutex<HashMap<String, Arc<WorkflowSpec>>>,
 }
+
+/// Most compiled workflows kept by a region (the cache is emptied when it is full).
+const MAX_CACHED_SPECS: usize = 256;
 
 /// One region's engine (cheap to clone; clones share everything).
 #[derive(Clone)]
@@ -83,6 +102,7 @@ impl Region {
                 owner: current_owner(),
                 clock: RunClock::start(),
                 runs: Mutex::new(HashMap::new()),
+                specs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -105,6 +125,21 @@ impl Region {
     /// Number of runs this process drives now.
     pub fn active_runs(&self) -> usize {
         self.runs().len()
+    }
+
+    fn specs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WorkflowSpec>>> {
+        self.inner
+            .specs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cache_spec(&self, spec: Arc<WorkflowSpec>) {
+        let mut specs = self.specs();
+        if specs.len() >= MAX_CACHED_SPECS {
+            specs.clear();
+        }
+        specs.insert(spec.version.clone(), spec);
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, ActiveRun>> {
@@ -172,9 +207,11 @@ impl Region {
             registered_at: self.inner.clock.now(),
         };
         let created = self.inner.store.put_workflow(&workflow).await?;
+        let task_count = spec.tasks.len();
+        self.cache_spec(Arc::new(spec));
         Ok(Registered {
             workflow,
-            task_count: spec.tasks.len(),
+            task_count,
             created,
         })
     }
@@ -202,17 +239,28 @@ impl Region {
             }
             Err(error) => return Err(error.into()),
         };
-        let file_name = workflow.file_name.clone();
-        let source = workflow.source.clone();
-        let spec = tokio::task::spawn_blocking(move || tandem_dsl::compile(&file_name, &source))
-            .await
-            .map_err(|error| {
-                ServiceError::InvalidWorkflow(format!("the compiler failed: {error}"))
-            })?
-            .map_err(|diagnostics| {
-                // Stored text compiled when it was registered; a newer build may be stricter.
-                ServiceError::InvalidWorkflow(diagnostics.to_string())
-            })?;
+        let cached = self.specs().get(&workflow.version).cloned();
+        let spec = match cached {
+            Some(spec) => spec,
+            None => {
+                let file_name = workflow.file_name.clone();
+                let source = workflow.source.clone();
+                let spec =
+                    tokio::task::spawn_blocking(move || tandem_dsl::compile(&file_name, &source))
+                        .await
+                        .map_err(|error| {
+                            ServiceError::InvalidWorkflow(format!("the compiler failed: {error}"))
+                        })?
+                        .map_err(|diagnostics| {
+                            // Stored text compiled when it was registered; a newer build may
+                            // be stricter.
+                            ServiceError::InvalidWorkflow(diagnostics.to_string())
+                        })?;
+                let spec = Arc::new(spec);
+                self.cache_spec(Arc::clone(&spec));
+                spec
+            }
+        };
         let params = spec.resolve_params(&params).map_err(RunnerError::from)?;
         let run_id = RunId::new();
         let at = self.inner.clock.now();
@@ -262,7 +310,7 @@ impl Region {
             }
         };
         let version = spec.version.clone();
-        let state = RunState::new(run_id, Arc::new(spec), source_path, params, at);
+        let state = RunState::new(run_id, spec, source_path, params, at);
         self.spawn(Prepared {
             run_id,
             epoch,
@@ -312,9 +360,13 @@ impl Region {
         Ok(convert::run_detail(&summary, &state, with_tasks))
     }
 
-    /// The driver's progress of run `run_id`, if this process drives it.
-    pub fn progress(&self, run_id: RunId) -> Option<watch::Receiver<Progress>> {
-        self.runs().get(&run_id).map(|run| run.progress.clone())
+    /// What to follow to watch run `run_id`, if this process drives it: no store read needed.
+    pub fn watch_active(&self, run_id: RunId) -> Option<ActiveWatch> {
+        self.runs().get(&run_id).map(|run| ActiveWatch {
+            base: Arc::clone(&run.base),
+            progress: run.progress.clone(),
+            outcome: run.outcome.clone(),
+        })
     }
 
     async fn summary(&self, run_id: RunId) -> Result<crate::store::RunSummary, ServiceError> {
@@ -340,9 +392,20 @@ impl Region {
     /// being fenced) it is resumed from its checkpoints with backoff.
     fn spawn(&self, prepared: Prepared) {
         let run_id = prepared.run_id;
+        let epoch = prepared.epoch;
+        let base = Arc::new(convert::run_from_state(&prepared.state, epoch, false));
         let (controls, controls_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::default());
-        self.runs().insert(run_id, ActiveRun { controls, progress });
+        let (outcome_tx, outcome) = watch::channel(None);
+        self.runs().insert(
+            run_id,
+            ActiveRun {
+                controls,
+                progress,
+                outcome,
+                base,
+            },
+        );
         let region = self.clone();
         tokio::spawn(async move {
             let result = drive(
@@ -354,6 +417,10 @@ impl Region {
                 progress_tx,
             )
             .await;
+            if let Ok(finished) = &result {
+                let view = convert::run_from_state(&finished.state, epoch, true);
+                outcome_tx.send_replace(Some(Arc::new(view)));
+            }
             region.runs().remove(&run_id);
             match result {
                 Ok(finished) => {

@@ -7,7 +7,7 @@ use std::future::Future;
 use tandem_api::proto::worker_service_server::WorkerServiceServer;
 use tandem_api::proto::workflow_service_server::WorkflowServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use super::limits::MAX_MESSAGE_BYTES;
 use super::region::Region;
@@ -61,7 +61,11 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(workflows)
         .add_service(workers)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Small replies (a watch update, a lease) must not wait for Nagle's algorithm.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|source| ServeError::Transport {
             region: name,

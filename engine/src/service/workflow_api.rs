@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::error::ServiceError;
 use super::limits::{self, invalid};
-use super::region::Region;
+use super::region::{ActiveWatch, Region};
 use crate::checkpoint::RunId;
 use crate::store::RunFilter;
 
@@ -195,11 +195,24 @@ impl WorkflowService for WorkflowApi {
         request: Request<proto::WatchRunRequest>,
     ) -> Reply<Self::WatchRunStream> {
         let run_id = limits::run_id("run_id", &request.get_ref().run_id)?;
-        let first = self.region.run(run_id, false).await?;
+        // A run driven here is followed without reading the store; any other is read once
+        // now, which also turns an unknown run id into NOT_FOUND before the stream opens.
+        let start = match self.region.watch_active(run_id) {
+            Some(active) => WatchStart::Active(active),
+            None => WatchStart::Stored(self.region.run(run_id, true).await?),
+        };
         let (updates, stream) = mpsc::channel(16);
-        tokio::spawn(watch(self.region.clone(), run_id, first, updates));
+        tokio::spawn(watch(self.region.clone(), run_id, start, updates));
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
+}
+
+/// Where a `WatchRun` stream starts from.
+enum WatchStart {
+    /// A run driven by this process.
+    Active(ActiveWatch),
+    /// A run read from the store (with its tasks).
+    Stored(proto::Run),
 }
 
 /// Feeds a `WatchRun` stream: the run now, then after every commit of its driver, then its
@@ -207,7 +220,7 @@ impl WorkflowService for WorkflowApi {
 async fn watch(
     region: Region,
     run_id: RunId,
-    first: proto::Run,
+    start: WatchStart,
     updates: mpsc::Sender<Result<proto::RunUpdate, Status>>,
 ) {
     let send = |run: proto::Run| {
@@ -219,44 +232,102 @@ async fn watch(
                 .is_ok()
         }
     };
-    let finished = first.state != proto::RunState::Running as i32;
-    let mut last = first;
-    if !finished {
-        if !send(last.clone()).await {
+    let running = proto::RunState::Running as i32;
+    let mut active = match start {
+        WatchStart::Stored(run) if run.state != running => {
+            send(run).await;
             return;
         }
-        loop {
-            if let Some(mut progress) = region.progress(run_id) {
-                // Follow the driver until it stops.
-                loop {
-                    let snapshot = *progress.borrow_and_update();
-                    if snapshot.total > 0 {
-                        let run = convert::with_progress(&last, &snapshot);
-                        if run != last {
-                            last = run.clone();
-                            if !send(run).await {
-                                return;
-                            }
-                        }
-                    }
-                    if progress.changed().await.is_err() {
-                        break;
-                    }
-                }
+        WatchStart::Stored(mut run) => {
+            // Not driven here right now (its driver is restarting): report what is stored.
+            run.tasks.clear();
+            if !send(run).await {
+                return;
             }
-            // The driver stopped: finished, or restarting after a store error.
-            match region.run(run_id, false).await {
-                Ok(run) if run.state != proto::RunState::Running as i32 => break,
-                Ok(_) | Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            None
+        }
+        WatchStart::Active(active) => Some(active),
+    };
+    loop {
+        match active.take() {
+            Some(watch) => match follow(watch, &send).await {
+                Followed::Finished | Followed::ClientGone => return,
+                Followed::DriverStopped => {}
+            },
+            None => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+        // The driver stopped without finishing the run (a store error: it is being resumed),
+        // or the run is driven elsewhere: follow the store until a driver is back.
+        active = region.watch_active(run_id);
+        if active.is_none() {
+            match region.run(run_id, true).await {
+                Ok(run) if run.state != running => {
+                    send(run).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = updates.send(Err(error.into())).await;
+                    return;
+                }
             }
         }
     }
-    let last = match region.run(run_id, true).await {
-        Ok(run) => run,
-        Err(error) => {
-            let _ = updates.send(Err(error.into())).await;
-            return;
+}
+
+/// How following a driver ended.
+enum Followed {
+    /// The run finished and its final view was sent.
+    Finished,
+    /// The client went away.
+    ClientGone,
+    /// The driver stopped without finishing the run.
+    DriverStopped,
+}
+
+/// Sends the run's progress after every commit of its driver, then its final view.
+async fn follow<F, Fut>(watch: ActiveWatch, send: &F) -> Followed
+where
+    F: Fn(proto::Run) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let ActiveWatch {
+        base,
+        mut progress,
+        mut outcome,
+    } = watch;
+    let mut last: Option<proto::Run> = None;
+    let mut progress_open = true;
+    loop {
+        let finished = outcome.borrow_and_update().clone();
+        if let Some(run) = finished {
+            return if send(run.as_ref().clone()).await {
+                Followed::Finished
+            } else {
+                Followed::ClientGone
+            };
         }
-    };
-    send(last).await;
+        let snapshot = *progress.borrow_and_update();
+        let run = if snapshot.total > 0 {
+            convert::with_progress(&base, &snapshot)
+        } else {
+            base.as_ref().clone()
+        };
+        if last.as_ref() != Some(&run) {
+            if !send(run.clone()).await {
+                return Followed::ClientGone;
+            }
+            last = Some(run);
+        }
+        tokio::select! {
+            changed = progress.changed(), if progress_open => {
+                progress_open = changed.is_ok();
+            }
+            changed = outcome.changed() => {
+                if changed.is_err() && outcome.borrow().is_none() {
+                    return Followed::DriverStopped;
+                }
+            }
+        }
+    }
 }
