@@ -6,6 +6,7 @@
 //! Epochs are allocated by the store and grow across all runs. It also keeps the workflows
 //! registered with a region and the idempotency keys of run creations.
 
+mod codec;
 pub mod postgres;
 pub mod sqlite;
 pub mod suite;

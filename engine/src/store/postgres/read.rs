@@ -9,7 +9,8 @@ use super::Context;
 use super::error::{corrupt, pg};
 use super::retry::Failure;
 use super::write::{epoch_from, position_from};
-use crate::checkpoint::{Checkpoint, Event, LogPosition, RunId};
+use crate::checkpoint::{Checkpoint, LogPosition, RunId};
+use crate::store::codec::decode_event;
 use crate::store::{Owner, RunFilter, RunStatus, RunSummary, StoreError};
 
 const CHECKPOINT_COLUMNS: &str = "position, epoch, run_id, recorded_at, kind, payload::text";
@@ -177,21 +178,7 @@ fn decode_checkpoint(context: &Context, row: &Row) -> Result<Checkpoint, StoreEr
     let recorded_at: i64 = column(context, row, 3, "recorded_at", &at)?;
     let kind: &str = column(context, row, 4, "kind", &at)?;
     let payload: &str = column(context, row, 5, "payload", &at)?;
-    let event: Event = serde_json::from_str(payload).map_err(|error| {
-        corrupt(
-            context,
-            format!("{at}: expected a checkpoint event as JSON in column payload, found one that does not decode: {error}"),
-        )
-    })?;
-    if event.kind() != kind {
-        return Err(corrupt(
-            context,
-            format!(
-                "{at}: column kind says `{kind}` but the payload is an event of kind `{}`",
-                event.kind()
-            ),
-        ));
-    }
+    let event = decode_event(&at, &kind, payload).map_err(|detail| corrupt(context, detail))?;
     Ok(Checkpoint {
         position: position_from(context, position, &at)?,
         epoch: epoch_from(context, epoch, &at)?,

@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, Statement, Transactio
 
 use super::Context;
 use super::error::{corrupt, sql};
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, RunId};
+use crate::checkpoint::{Checkpoint, Epoch, LogPosition, RunId};
+use crate::store::codec::decode_event;
 use crate::store::{Owner, RunFilter, RunStatus, RunSummary, StoreError};
 
 /// Checkpoints with their run ids (`c` the checkpoint, `r` its run). A left join, so a
@@ -187,21 +188,7 @@ fn decode_checkpoint(context: &Context, row: &Row<'_>) -> Result<Checkpoint, Sto
         .get_ref(5)
         .and_then(|value| Ok(value.as_str()?))
         .map_err(|error| corrupt(context, format!("{at}: column payload: {error}")))?;
-    let event: Event = serde_json::from_str(payload).map_err(|error| {
-        corrupt(
-            context,
-            format!("{at}: expected a checkpoint event as JSON in column payload, found one that does not decode: {error}"),
-        )
-    })?;
-    if event.kind() != kind {
-        return Err(corrupt(
-            context,
-            format!(
-                "{at}: column kind says `{kind}` but the payload is an event of kind `{}`",
-                event.kind()
-            ),
-        ));
-    }
+    let event = decode_event(&at, &kind, payload).map_err(|detail| corrupt(context, detail))?;
     Ok(Checkpoint {
         position: non_negative(context, position, "position", &at)?,
         epoch: Epoch(non_negative(context, epoch, "epoch", &at)?),
