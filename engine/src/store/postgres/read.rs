@@ -178,7 +178,7 @@ fn decode_checkpoint(context: &Context, row: &Row) -> Result<Checkpoint, StoreEr
     let recorded_at: i64 = column(context, row, 3, "recorded_at", &at)?;
     let kind: &str = column(context, row, 4, "kind", &at)?;
     let payload: &str = column(context, row, 5, "payload", &at)?;
-    let event = decode_event(&at, &kind, payload).map_err(|detail| corrupt(context, detail))?;
+    let event = decode_event(&at, kind, payload).map_err(|detail| corrupt(context, detail))?;
     Ok(Checkpoint {
         position: position_from(context, position, &at)?,
         epoch: epoch_from(context, epoch, &at)?,
