@@ -55,9 +55,14 @@ pub enum ServiceError {
     /// A worker call about a lease failed.
     #[error(transparent)]
     Remote(#[from] RemoteError),
-    /// The service is shutting down.
-    #[error("region {region} is shutting down; retry against another replica")]
-    ShuttingDown {
+    /// The run is not driven right now (its driver is being restarted after a store error),
+    /// so a request that needs its driver cannot be served yet.
+    #[error(
+        "run {run_id} is paused in region {region} while its driver restarts (the store was unreachable); retry shortly"
+    )]
+    RunPaused {
+        /// The run.
+        run_id: RunId,
         /// The region.
         region: String,
     },
@@ -85,7 +90,7 @@ impl ServiceError {
             }
             ServiceError::Runner(RunnerError::Replay(_)) => (Code::DataLoss, "replay_failed"),
             ServiceError::Remote(error) => remote_codes(error),
-            ServiceError::ShuttingDown { .. } => (Code::Unavailable, "shutting_down"),
+            ServiceError::RunPaused { .. } => (Code::Unavailable, "run_paused"),
         }
     }
 }

@@ -339,8 +339,9 @@ impl Region {
             .map(|run| run.controls.send(Control::Cancel { reason }).is_ok())
             .unwrap_or(false);
         if !sent {
-            // Its driver is between restarts; the cancel must not be lost.
-            return Err(ServiceError::ShuttingDown {
+            // Its driver is between restarts; refuse rather than lose the cancel.
+            return Err(ServiceError::RunPaused {
+                run_id,
                 region: self.name().to_string(),
             });
         }
