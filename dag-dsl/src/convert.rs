@@ -51,6 +51,14 @@ pub(crate) fn describe(node: &Yaml, source: &str) -> String {
     }
 }
 
+/// The words of [`Converter::keyed`]'s errors: "expected {expected}, found ..." for a key
+/// that is not a scalar, "duplicate {noun} `k`: it is already {verb} at ..." for a repeat.
+struct KeyWords<'w> {
+    expected: &'w str,
+    noun: &'w str,
+    verb: &'w str,
+}
+
 /// What a duration looks like, for type errors.
 const DURATION: &str = "a duration like `30s`, `10m` or `250ms`";
 
@@ -204,31 +212,56 @@ impl Converter<'_> {
 
     /// A mapping whose keys the user names (tasks, params, env, matrix). Keys are scalars
     /// used as text; repeated keys are reported and dropped. `value` converts each value.
-    fn entries<'n, K: KeyRule, V>(
+    fn entries<K: KeyRule, V>(
         &mut self,
-        node: &'n Yaml<'_>,
+        node: &Yaml<'_>,
         path: &Path<'_>,
         expected: &str,
-        mut value: impl FnMut(&mut Self, &Yaml, &Path<'_>) -> Option<V>,
+        value: impl FnMut(&mut Self, &Yaml, &Path<'_>) -> Option<V>,
     ) -> Option<Entries<K, V>> {
         let Node::Map(map) = &node.value else {
             self.type_error(node, path, expected);
             return None;
         };
         let noun = K::KIND.noun();
-        let mut out = Entries {
-            pos: Pos::of(node),
-            entries: Vec::with_capacity(map.len()),
-            keys: PhantomData,
+        let words = KeyWords {
+            expected: &format!("a {noun}"),
+            noun,
+            verb: "defined",
         };
-        let mut seen: HashMap<Cow<'n, str>, Pos> = HashMap::with_capacity(map.len());
+        Some(Entries {
+            pos: Pos::of(node),
+            entries: self.keyed(map, path, words, value),
+            keys: PhantomData,
+        })
+    }
+
+    /// The entries of a mapping whose keys the user names (shared by [`Self::entries`] and
+    /// `input` mappings): a key must be a scalar (used as text), else "expected
+    /// {expected}, found ..."; a repeated key is reported as "duplicate {noun} `k`: it is
+    /// already {verb} at line L, column C" and dropped. `value` converts each kept value
+    /// (`None`: reported and dropped). Returns (key with its position, value) in file order.
+    fn keyed<V>(
+        &mut self,
+        map: &[(Yaml<'_>, Yaml<'_>)],
+        path: &Path<'_>,
+        words: KeyWords<'_>,
+        mut value: impl FnMut(&mut Self, &Yaml, &Path<'_>) -> Option<V>,
+    ) -> Vec<(Sp<String>, V)> {
+        let KeyWords {
+            expected,
+            noun,
+            verb,
+        } = words;
+        let mut out = Vec::with_capacity(map.len());
+        let mut seen: HashMap<Cow<'_, str>, Pos> = HashMap::with_capacity(map.len());
         for (key, node) in map {
             let Some(name) = scalar_cow(key, self.source) else {
                 let found = describe(key, self.source);
                 self.report.error(
                     Pos::of(key),
                     path,
-                    format!("expected a {noun}, found {found}"),
+                    format!("expected {expected}, found {found}"),
                 );
                 continue;
             };
@@ -238,7 +271,7 @@ impl Converter<'_> {
                     Pos::of(key),
                     &entry_path,
                     format!(
-                        "duplicate {noun} `{}`: it is already defined at line {}, column {}",
+                        "duplicate {noun} `{}`: it is already {verb} at line {}, column {}",
                         shorten(&name),
                         first.line,
                         first.column
@@ -247,12 +280,11 @@ impl Converter<'_> {
                 continue;
             }
             if let Some(converted) = value(self, node, &entry_path) {
-                out.entries
-                    .push((Sp::new(name.to_string(), Pos::of(key)), converted));
+                out.push((Sp::new(name.to_string(), Pos::of(key)), converted));
             }
             seen.insert(name, Pos::of(key));
         }
-        Some(out)
+        out
     }
 
     fn workflow(&mut self, root: &Yaml) -> RawWorkflow {
@@ -506,38 +538,12 @@ impl Converter<'_> {
                     .collect(),
             ),
             Node::Map(map) => {
-                let mut entries: Vec<(Sp<String>, Sp<RawValue>)> = Vec::with_capacity(map.len());
-                let mut seen: HashMap<Cow<'_, str>, Pos> = HashMap::with_capacity(map.len());
-                for (key, value) in map {
-                    let Some(name) = scalar_cow(key, self.source) else {
-                        let found = describe(key, self.source);
-                        self.report.error(
-                            Pos::of(key),
-                            path,
-                            format!("expected a key (a string), found {found}"),
-                        );
-                        continue;
-                    };
-                    let entry_path = path.key(&name);
-                    if let Some(first) = seen.get(&name) {
-                        self.report.error(
-                            Pos::of(key),
-                            &entry_path,
-                            format!(
-                                "duplicate key `{}`: it is already set at line {}, column {}",
-                                shorten(&name),
-                                first.line,
-                                first.column
-                            ),
-                        );
-                        continue;
-                    }
-                    if let Some(converted) = self.input_value(value, &entry_path) {
-                        entries.push((Sp::new(name.to_string(), Pos::of(key)), converted));
-                    }
-                    seen.insert(name, Pos::of(key));
-                }
-                RawValue::Map(entries)
+                let words = KeyWords {
+                    expected: "a key (a string)",
+                    noun: "key",
+                    verb: "set",
+                };
+                RawValue::Map(self.keyed(map, path, words, Self::input_value))
             }
         };
         Some(Sp::new(value, pos))
