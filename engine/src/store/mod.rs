@@ -7,6 +7,7 @@
 //! registered with a region and the idempotency keys of run creations.
 
 mod codec;
+mod columns;
 pub mod postgres;
 pub mod sqlite;
 pub mod suite;

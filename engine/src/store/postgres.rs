@@ -51,6 +51,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 
 use self::retry::with_retry;
+use super::columns::check_idempotency_key;
 use super::{
     CheckpointStore, CreateOutcome, Owner, RunFilter, RunSummary, StoreError, StoredWorkflow,
 };
@@ -270,14 +271,7 @@ impl CheckpointStore for PostgresStore {
         created: Event,
     ) -> Result<CreateOutcome, StoreError> {
         let context = &self.inner.context;
-        if idempotency_key.is_empty() {
-            return Err(StoreError::InvalidAppend {
-                location: context.location.clone(),
-                detail: format!(
-                    "creating run {run_id}: expected a non-empty idempotency key, found an empty one"
-                ),
-            });
-        }
+        check_idempotency_key(&context.location, run_id, idempotency_key)?;
         let run = create::NewRun::new(context, run_id, owner, &created)?;
         let batch_id = uuid::Uuid::now_v7();
         with_retry!(self, "creating a run once", |client, attempt| {

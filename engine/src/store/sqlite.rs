@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::columns::check_idempotency_key;
 use super::{
     CheckpointStore, CreateOutcome, Owner, RunFilter, RunSummary, StoreError, StoredWorkflow,
 };
@@ -371,14 +372,7 @@ impl CheckpointStore for SqliteStore {
         owner: &Owner,
         created: Event,
     ) -> Result<CreateOutcome, StoreError> {
-        if idempotency_key.is_empty() {
-            return Err(StoreError::InvalidAppend {
-                location: self.location(),
-                detail: format!(
-                    "creating run {run_id}: expected a non-empty idempotency key, found an empty one"
-                ),
-            });
-        }
+        check_idempotency_key(&self.inner.context.location, run_id, idempotency_key)?;
         let key = idempotency_key.to_string();
         let owner = owner.clone();
         self.with_writer("creating a run once", move |context, connection| {

@@ -7,6 +7,7 @@ use super::error::{invalid, pg};
 use super::retry::Failure;
 use super::write::{committed_batch, epoch_from};
 use crate::checkpoint::{Epoch, Event, RunId, now_millis};
+use crate::store::columns::{run_created_fields, start_ticks_column};
 use crate::store::{CreateOutcome, Owner, StoreError};
 
 /// An owner as the columns of table `runs`.
@@ -20,16 +21,7 @@ pub(super) struct OwnerColumns {
 impl OwnerColumns {
     /// Errors: [`StoreError::InvalidAppend`] for a start time above `i64::MAX` ticks.
     pub fn new(context: &Context, owner: &Owner) -> Result<OwnerColumns, StoreError> {
-        let start_ticks = i64::try_from(owner.start_ticks).map_err(|_| {
-            invalid(
-                context,
-                format!(
-                    "expected the owner's start time of at most {} clock ticks, found {}",
-                    i64::MAX,
-                    owner.start_ticks
-                ),
-            )
-        })?;
+        let start_ticks = start_ticks_column(owner).map_err(|detail| invalid(context, detail))?;
         Ok(OwnerColumns {
             host: owner.host.clone(),
             pid: i64::from(owner.pid),
@@ -58,21 +50,8 @@ impl NewRun {
         owner: &Owner,
         created: &Event,
     ) -> Result<NewRun, StoreError> {
-        let Event::RunCreated {
-            workflow,
-            version,
-            at,
-            ..
-        } = created
-        else {
-            return Err(invalid(
-                context,
-                format!(
-                    "the first checkpoint of run {run_id} must be a `run_created` event, found `{}`",
-                    created.kind()
-                ),
-            ));
-        };
+        let (workflow, version, created_at) =
+            run_created_fields(run_id, created).map_err(|detail| invalid(context, detail))?;
         let payload = serde_json::to_string(created).map_err(|error| {
             invalid(
                 context,
@@ -82,9 +61,9 @@ impl NewRun {
         Ok(NewRun {
             run_id,
             owner: OwnerColumns::new(context, owner)?,
-            workflow: workflow.clone(),
-            version: version.clone(),
-            created_at: *at,
+            workflow: workflow.to_string(),
+            version: version.to_string(),
+            created_at,
             payload,
         })
     }

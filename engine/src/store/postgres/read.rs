@@ -11,6 +11,7 @@ use super::retry::Failure;
 use super::write::{epoch_from, position_from};
 use crate::checkpoint::{Checkpoint, LogPosition, RunId};
 use crate::store::codec::decode_event;
+use crate::store::columns::{pid_from, status_from};
 use crate::store::{Owner, RunFilter, RunStatus, RunSummary, StoreError};
 
 const CHECKPOINT_COLUMNS: &str = "position, epoch, run_id, recorded_at, kind, payload::text";
@@ -193,12 +194,7 @@ fn decode_run(context: &Context, row: &Row) -> Result<RunSummary, StoreError> {
     let run_id = RunId(column(context, row, 0, "run_id", "a row of table runs")?);
     let at = format!("run {run_id} in table runs");
     let status: &str = column(context, row, 3, "status", &at)?;
-    let status = RunStatus::parse(status).ok_or_else(|| {
-        corrupt(
-            context,
-            format!("{at}: expected a run status (running, succeeded, failed, cancelled, timed_out), found `{status}`"),
-        )
-    })?;
+    let status = status_from(&at, status).map_err(|detail| corrupt(context, detail))?;
     let owner_epoch: i64 = column(context, row, 6, "owner_epoch", &at)?;
     let owner_pid: i64 = column(context, row, 8, "owner_pid", &at)?;
     let owner_start_ticks: i64 = column(context, row, 9, "owner_start_ticks", &at)?;
@@ -212,12 +208,7 @@ fn decode_run(context: &Context, row: &Row) -> Result<RunSummary, StoreError> {
         owner_epoch: epoch_from(context, owner_epoch, &at)?,
         owner: Owner {
             host: column(context, row, 7, "owner_host", &at)?,
-            pid: u32::try_from(owner_pid).map_err(|_| {
-                corrupt(
-                    context,
-                    format!("{at}: expected a process id in column owner_pid, found {owner_pid}"),
-                )
-            })?,
+            pid: pid_from(&at, owner_pid).map_err(|detail| corrupt(context, detail))?,
             start_ticks: u64::try_from(owner_start_ticks).map_err(|_| {
                 corrupt(
                     context,

@@ -8,6 +8,7 @@ use super::Context;
 use super::error::{backend, corrupt, invalid, is_unique_violation, pg};
 use super::retry::Failure;
 use crate::checkpoint::{Epoch, Event, LogPosition, NewCheckpoint, now_millis};
+use crate::store::columns::epoch_column;
 use crate::store::{RunStatus, StoreError};
 
 /// A batch checked and encoded before any connection is used (and kept across retries).
@@ -37,12 +38,7 @@ impl Encoded {
         epoch: Epoch,
         batch: &[NewCheckpoint],
     ) -> Result<Encoded, StoreError> {
-        if i64::try_from(epoch.0).is_err() {
-            return Err(invalid(
-                context,
-                format!("expected an epoch of at most {}, found {epoch}", i64::MAX),
-            ));
-        }
+        epoch_column(epoch).map_err(|detail| invalid(context, detail))?;
         let mut encoded = Encoded {
             epoch,
             run_ids: Vec::with_capacity(batch.len()),

@@ -8,6 +8,7 @@ use super::write::{
     allocate_epoch, begin, commit, encode, find_run, invalid, latest_position, owner_columns,
 };
 use crate::checkpoint::{Epoch, Event, RunId, now_millis};
+use crate::store::columns::run_created_fields;
 use crate::store::{CreateOutcome, Owner, StoreError};
 
 /// A run to create, checked and encoded before the write lock is taken.
@@ -32,21 +33,8 @@ impl<'a> NewRun<'a> {
         owner: &'a Owner,
         created: &'a Event,
     ) -> Result<NewRun<'a>, StoreError> {
-        let Event::RunCreated {
-            workflow,
-            version,
-            at,
-            ..
-        } = created
-        else {
-            return Err(invalid(
-                context,
-                format!(
-                    "the first checkpoint of run {run_id} must be a `run_created` event, found `{}`",
-                    created.kind()
-                ),
-            ));
-        };
+        let (workflow, version, created_at) =
+            run_created_fields(run_id, created).map_err(|detail| invalid(context, detail))?;
         let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
         Ok(NewRun {
             run_id,
@@ -55,7 +43,7 @@ impl<'a> NewRun<'a> {
             owner_start_ticks,
             workflow,
             version,
-            created_at: *at,
+            created_at,
             kind: created.kind(),
             payload: encode(context, created)?,
         })

@@ -8,6 +8,7 @@ use super::Context;
 use super::error::{corrupt, sql};
 use crate::checkpoint::{Checkpoint, Epoch, LogPosition, RunId};
 use crate::store::codec::decode_event;
+use crate::store::columns::{pid_from, status_from};
 use crate::store::{Owner, RunFilter, RunStatus, RunSummary, StoreError};
 
 /// Checkpoints with their run ids (`c` the checkpoint, `r` its run). A left join, so a
@@ -204,12 +205,7 @@ fn decode_run(context: &Context, row: &Row<'_>) -> Result<RunSummary, StoreError
     let run_id = decode_run_id(context, &raw_id, "a row of table runs")?;
     let at = format!("run {run_id} in table runs");
     let status: String = column(context, row, 3, "status", &at)?;
-    let status = RunStatus::parse(&status).ok_or_else(|| {
-        corrupt(
-            context,
-            format!("{at}: expected a run status (running, succeeded, failed, cancelled, timed_out), found `{status}`"),
-        )
-    })?;
+    let status = status_from(&at, &status).map_err(|detail| corrupt(context, detail))?;
     let owner_epoch: i64 = column(context, row, 6, "owner_epoch", &at)?;
     let owner_pid: i64 = column(context, row, 8, "owner_pid", &at)?;
     let owner_start_ticks: i64 = column(context, row, 9, "owner_start_ticks", &at)?;
@@ -223,12 +219,7 @@ fn decode_run(context: &Context, row: &Row<'_>) -> Result<RunSummary, StoreError
         owner_epoch: Epoch(non_negative(context, owner_epoch, "owner_epoch", &at)?),
         owner: Owner {
             host: column(context, row, 7, "owner_host", &at)?,
-            pid: u32::try_from(owner_pid).map_err(|_| {
-                corrupt(
-                    context,
-                    format!("{at}: expected a process id in column owner_pid, found {owner_pid}"),
-                )
-            })?,
+            pid: pid_from(&at, owner_pid).map_err(|detail| corrupt(context, detail))?,
             start_ticks: non_negative(context, owner_start_ticks, "owner_start_ticks", &at)?,
         },
     })

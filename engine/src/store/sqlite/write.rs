@@ -12,6 +12,7 @@ use rusqlite::{
 use super::Context;
 use super::error::{corrupt, sql};
 use crate::checkpoint::{Epoch, Event, LogPosition, NewCheckpoint, RunId, now_millis};
+use crate::store::columns::{epoch_column, start_ticks_column};
 use crate::store::{Owner, RunStatus, StoreError};
 
 /// See [`crate::store::CheckpointStore::append`]; `batch` is not empty.
@@ -21,12 +22,7 @@ pub(super) fn append(
     epoch: Epoch,
     batch: &[NewCheckpoint],
 ) -> Result<LogPosition, StoreError> {
-    let epoch_value = i64::try_from(epoch.0).map_err(|_| {
-        invalid(
-            context,
-            format!("expected an epoch of at most {}, found {epoch}", i64::MAX),
-        )
-    })?;
+    let epoch_value = epoch_column(epoch).map_err(|detail| invalid(context, detail))?;
     if let Some((index, checkpoint)) = batch
         .iter()
         .enumerate()
@@ -332,16 +328,7 @@ pub(super) fn encode(context: &Context, event: &Event) -> Result<String, StoreEr
 
 /// The owner's pid and start ticks as SQLite integers.
 pub(super) fn owner_columns(context: &Context, owner: &Owner) -> Result<(i64, i64), StoreError> {
-    let start_ticks = i64::try_from(owner.start_ticks).map_err(|_| {
-        invalid(
-            context,
-            format!(
-                "expected the owner's start time of at most {} clock ticks, found {}",
-                i64::MAX,
-                owner.start_ticks
-            ),
-        )
-    })?;
+    let start_ticks = start_ticks_column(owner).map_err(|detail| invalid(context, detail))?;
     Ok((i64::from(owner.pid), start_ticks))
 }
 

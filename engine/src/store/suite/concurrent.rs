@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::fixtures::{batch, latest, new_run, read_all, read_run_ok, started};
+use super::fixtures::{
+    batch, join_readers, latest, new_runs, next_started, read_all, read_run_ok, started,
+};
 use crate::checkpoint::{Checkpoint, Event, LogPosition};
 use crate::store::CheckpointStore;
 
@@ -20,11 +22,7 @@ pub async fn test_concurrent_writers_and_readers(handles: &[Arc<dyn CheckpointSt
         "expected at least two handles, found {}",
         handles.len()
     );
-    let mut runs = Vec::new();
-    for writer in 0..WRITERS {
-        let store = &handles[writer % handles.len()];
-        runs.push(new_run(&**store, "concurrent", writer as i64).await);
-    }
+    let runs = new_runs(handles, "concurrent", WRITERS).await;
     let done = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for reader in 0..2 {
@@ -47,12 +45,7 @@ pub async fn test_concurrent_writers_and_readers(handles: &[Arc<dyn CheckpointSt
             for round in 0..BATCHES {
                 let store = &handles[(writer + round as usize) % handles.len()];
                 let size = (round % 4) as usize + 1;
-                let events: Vec<Event> = (0..size)
-                    .map(|_| {
-                        attempt += 1;
-                        started(writer as u32, attempt)
-                    })
-                    .collect();
+                let events = next_started(writer as u32, size, &mut attempt);
                 let last = store
                     .append(epoch, batch(run_id, &events))
                     .await
@@ -70,12 +63,7 @@ pub async fn test_concurrent_writers_and_readers(handles: &[Arc<dyn CheckpointSt
         acknowledged.insert(writer, acks);
     }
     done.store(true, Ordering::SeqCst);
-    for task in readers {
-        let rounds = task
-            .await
-            .unwrap_or_else(|error| panic!("reader task failed: {error}"));
-        assert!(rounds > 0, "every reader read at least once");
-    }
+    join_readers(readers).await;
 
     let log = read_all(&*handles[0]).await;
     let writes_per_writer: usize = (0..BATCHES).map(|round| (round % 4) as usize + 1).sum();

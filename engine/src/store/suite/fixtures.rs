@@ -1,6 +1,9 @@
 //! Helpers shared by the tests: owners, events, batches, and calls that panic with context.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
     Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis,
@@ -58,6 +61,17 @@ pub(super) fn finished(state: RunEnd, at: UnixMillis) -> Event {
     }
 }
 
+/// The next `size` `attempt_started` events of writer `writer` (its task number), numbering
+/// the attempts on from `*attempt`, which is left at the last one.
+pub(super) fn next_started(writer: u32, size: usize, attempt: &mut u32) -> Vec<Event> {
+    (0..size)
+        .map(|_| {
+            *attempt += 1;
+            started(writer, *attempt)
+        })
+        .collect()
+}
+
 /// `events` as checkpoints of `run_id`.
 pub fn batch(run_id: RunId, events: &[Event]) -> Vec<NewCheckpoint> {
     events
@@ -102,6 +116,32 @@ pub async fn new_run(store: &dyn CheckpointStore, workflow: &str, seq: i64) -> (
     )
     .await;
     (run_id, epoch)
+}
+
+/// `count` new runs of `workflow` (the `seq`-th created through `handles[seq % len]`), for
+/// the concurrency tests' writers, one run each.
+pub(super) async fn new_runs(
+    handles: &[Arc<dyn CheckpointStore>],
+    workflow: &str,
+    count: usize,
+) -> Vec<(RunId, Epoch)> {
+    let mut runs = Vec::with_capacity(count);
+    for seq in 0..count {
+        let store = &handles[seq % handles.len()];
+        runs.push(new_run(&**store, workflow, seq as i64).await);
+    }
+    runs
+}
+
+/// Waits for the concurrency tests' reader tasks, each returning its number of reads, and
+/// checks that none failed and each read at least once.
+pub(super) async fn join_readers(readers: Vec<JoinHandle<usize>>) {
+    for task in readers {
+        let rounds = task
+            .await
+            .unwrap_or_else(|error| panic!("reader task failed: {error}"));
+        assert!(rounds > 0, "every reader read at least once");
+    }
 }
 
 /// Appends `batch` with `epoch`, panicking on error.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::fixtures::{batch, new_run, read_all, started};
-use crate::checkpoint::{Event, LogPosition};
+use super::fixtures::{batch, join_readers, new_runs, next_started, read_all};
+use crate::checkpoint::LogPosition;
 use crate::store::CheckpointStore;
 
 /// Writers per run of the test, and batches per writer.
@@ -24,11 +24,7 @@ const BATCHES: u32 = 25;
 /// At the end the log holds positions 1..=N exactly.
 pub async fn test_positions_never_skip(handles: &[Arc<dyn CheckpointStore>]) {
     assert!(!handles.is_empty(), "expected at least one handle");
-    let mut runs = Vec::new();
-    for writer in 0..WRITERS {
-        let store = &handles[writer % handles.len()];
-        runs.push(new_run(&**store, "positions", writer as i64).await);
-    }
+    let runs = new_runs(handles, "positions", WRITERS).await;
     let done = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for (index, page) in [1usize, 5, 64].into_iter().enumerate() {
@@ -51,12 +47,7 @@ pub async fn test_positions_never_skip(handles: &[Arc<dyn CheckpointStore>]) {
             for round in 0..BATCHES {
                 let store = &handles[(writer + round as usize) % handles.len()];
                 let size = (round as usize * 7 + writer) % 5 + 1;
-                let events: Vec<Event> = (0..size)
-                    .map(|_| {
-                        attempt += 1;
-                        started(writer as u32, attempt)
-                    })
-                    .collect();
+                let events = next_started(writer as u32, size, &mut attempt);
                 store
                     .append(epoch, batch(run_id, &events))
                     .await
@@ -72,12 +63,7 @@ pub async fn test_positions_never_skip(handles: &[Arc<dyn CheckpointStore>]) {
             .unwrap_or_else(|error| panic!("writer task {writer} failed: {error}"));
     }
     done.store(true, Ordering::SeqCst);
-    for task in readers {
-        let rounds = task
-            .await
-            .unwrap_or_else(|error| panic!("reader task failed: {error}"));
-        assert!(rounds > 0, "every reader read at least once");
-    }
+    join_readers(readers).await;
     let positions: Vec<LogPosition> = read_all(&*handles[0])
         .await
         .iter()
