@@ -424,15 +424,7 @@ fn child(workload: Workload, dir: &Path) -> Result<Sample, Failure> {
             process_ms: 0.0,
         });
     }
-    let temp = tempfile::Builder::new()
-        .prefix("bench-")
-        .tempdir_in(dir)
-        .map_err(|error| {
-            Failure::system(format!(
-                "cannot create a temp dir in {}: {error}",
-                dir.display()
-            ))
-        })?;
+    let temp = temp_dir_in(dir, "bench-")?;
     let state_dir = StateDir::new(temp.path());
     let store: Arc<dyn CheckpointStore> = Arc::new(SqliteStore::open(&state_dir.store_file())?);
     let file = temp.path().join(format!("{}.yaml", workload.name()));
@@ -574,6 +566,19 @@ fn min(values: &[f64]) -> f64 {
 
 fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(0.0, f64::max)
+}
+
+/// A fresh temp directory named `PREFIX…` inside `dir` (removed when dropped).
+fn temp_dir_in(dir: &Path, prefix: &str) -> Result<tempfile::TempDir, Failure> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .map_err(|error| {
+            Failure::system(format!(
+                "cannot create a temp dir in {}: {error}",
+                dir.display()
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -204,6 +204,21 @@ fn proc_error(error: ProcError, path: &str) -> io::Error {
     io::Error::new(kind, format!("cannot read {path}: {error}"))
 }
 
+/// In a forked child before `exec` (a `pre_exec` hook): asks for SIGKILL when the forking
+/// thread ends (`PR_SET_PDEATHSIG`), and fails the spawn with `ESRCH` if `parent` (the
+/// forking process's pid) is already gone, since it could have died before the request took
+/// effect. Makes only two system calls (prctl, getppid), without allocating or taking locks,
+/// so it is async-signal-safe.
+pub fn die_with_parent(parent: u32) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        return Err(io::Error::from_raw_os_error(
+            nix::errno::Errno::ESRCH as i32,
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

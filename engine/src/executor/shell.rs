@@ -598,21 +598,9 @@ fn build_command(request: &AttemptRequest, files: Files) -> Command {
     // SAFETY: the closure runs in the forked child before exec and only makes two system calls
     // (prctl, getppid) without allocating or taking locks, which is async-signal-safe.
     unsafe {
-        command.pre_exec(move || die_with_parent(parent));
+        command.pre_exec(move || process::die_with_parent(parent));
     }
     command
-}
-
-/// In the forked child: ask for SIGKILL when the forking thread ends, and fail the spawn if the
-/// parent is already gone (it could have died before the request took effect).
-fn die_with_parent(parent: u32) -> io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-    if nix::unistd::getppid().as_raw() as u32 != parent {
-        return Err(io::Error::from_raw_os_error(
-            nix::errno::Errno::ESRCH as i32,
-        ));
-    }
-    Ok(())
 }
 
 /// A spawn error explained: the working directory is the usual culprit.

@@ -6,7 +6,7 @@
 //! thread, which is the thread of the runtime's `block_on`: it lives as long as the bench).
 //! Their stderr goes to a log file whose tail is quoted in errors.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use tandem_engine::executor::process::die_with_parent;
 
 use super::super::Failure;
 
@@ -294,18 +296,6 @@ fn spawn(command: &mut Command, what: &str) -> Result<Child, Failure> {
     command
         .spawn()
         .map_err(|error| Failure::system(format!("cannot start {what}: {error}")))
-}
-
-/// In the forked child: ask for SIGKILL when the forking thread ends, and fail the spawn if the
-/// parent is already gone.
-fn die_with_parent(parent: u32) -> io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-    if nix::unistd::getppid().as_raw() as u32 != parent {
-        return Err(io::Error::from_raw_os_error(
-            nix::errno::Errno::ESRCH as i32,
-        ));
-    }
-    Ok(())
 }
 
 /// Runs `ask` (which asks the child to stop), waits up to [`STOP_GRACE`] for it to exit and

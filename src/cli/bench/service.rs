@@ -245,15 +245,7 @@ fn run_one(
     repeat: u32,
     dir: &Path,
 ) -> Result<ServiceResult, Failure> {
-    let temp = tempfile::Builder::new()
-        .prefix("bench-serve-")
-        .tempdir_in(dir)
-        .map_err(|error| {
-            Failure::system(format!(
-                "cannot create a temp dir in {}: {error}",
-                dir.display()
-            ))
-        })?;
+    let temp = super::temp_dir_in(dir, "bench-serve-")?;
     let database = format!("bench_{index}_{}", workload.name().replace('-', "_"));
     let create = |name: String| {
         runtime
