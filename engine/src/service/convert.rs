@@ -82,11 +82,6 @@ pub fn run_summary(summary: &RunSummary) -> proto::Run {
     }
 }
 
-/// A run rebuilt from its checkpoints, with its tasks when `with_tasks`.
-pub fn run_detail(summary: &RunSummary, state: &RunState, with_tasks: bool) -> proto::Run {
-    run_from_state(state, summary.owner_epoch, with_tasks)
-}
-
 /// A run as its state says (the state a driver holds, or one rebuilt from checkpoints), written
 /// by owner epoch `epoch`, with its tasks when `with_tasks`.
 pub fn run_from_state(state: &RunState, epoch: Epoch, with_tasks: bool) -> proto::Run {

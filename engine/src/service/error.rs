@@ -52,9 +52,10 @@ pub enum ServiceError {
     /// Creating or resuming a run failed.
     #[error(transparent)]
     Runner(#[from] RunnerError),
-    /// A worker call about a lease failed.
+    /// A worker call about a lease failed (a malformed field becomes
+    /// [`ServiceError::InvalidArgument`] instead, see the `From` conversion).
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Remote(RemoteError),
     /// The run is not driven right now (its driver is being restarted after a store error),
     /// so a request that needs its driver cannot be served yet.
     #[error(
@@ -125,6 +126,20 @@ fn remote_codes(error: &RemoteError) -> (Code, &'static str) {
         RemoteErrorKind::Unavailable => Code::Unavailable,
     };
     (code, stable)
+}
+
+impl From<RemoteError> for ServiceError {
+    /// The remote executor checks what workers report (outputs, error texts, details); its
+    /// field errors read like every other request field's.
+    fn from(error: RemoteError) -> ServiceError {
+        match error {
+            RemoteError::InvalidArgument { field, problem } => ServiceError::InvalidArgument {
+                field,
+                message: problem,
+            },
+            other => ServiceError::Remote(other),
+        }
+    }
 }
 
 impl From<ServiceError> for Status {

@@ -30,8 +30,6 @@ pub const MAX_POLL_TASKS: u32 = 1_000;
 pub const MAX_POLL_WAIT_MS: u32 = 60_000;
 /// Long poll used when the request gives 0, in milliseconds.
 pub const DEFAULT_POLL_WAIT_MS: u32 = 30_000;
-/// Longest heartbeat details or failure message, in bytes (64 KiB).
-pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
 /// Most task types in one `PollTasks`.
 pub const MAX_TASK_TYPES: usize = 256;
 

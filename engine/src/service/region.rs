@@ -358,7 +358,11 @@ impl Region {
             .await
             .map_err(|error| ServiceError::InvalidWorkflow(format!("replay failed: {error}")))?
             .map_err(RunnerError::from)?;
-        Ok(convert::run_detail(&summary, &state, with_tasks))
+        Ok(convert::run_from_state(
+            &state,
+            summary.owner_epoch,
+            with_tasks,
+        ))
     }
 
     /// What to follow to watch run `run_id`, if this process drives it: no store read needed.

@@ -131,7 +131,6 @@ impl WorkerService for WorkerApi {
     ) -> Reply<proto::HeartbeatResponse> {
         let request = request.into_inner();
         limits::required("lease_id", &request.lease_id, limits::MAX_NAME_BYTES)?;
-        limits::at_most("details", &request.details, limits::MAX_DETAILS_BYTES)?;
         let reply = self
             .queues
             .heartbeat(&request.lease_id, request.details)
@@ -162,8 +161,6 @@ impl WorkerService for WorkerApi {
     ) -> Reply<proto::FailTaskResponse> {
         let request = request.into_inner();
         limits::required("lease_id", &request.lease_id, limits::MAX_NAME_BYTES)?;
-        limits::at_most("error", &request.error, limits::MAX_DETAILS_BYTES)?;
-        limits::at_most("error_type", &request.error_type, limits::MAX_NAME_BYTES)?;
         let error_type = (!request.error_type.is_empty()).then_some(request.error_type);
         let error = if request.error.is_empty() {
             "the worker reported a failure without a message".to_string()
