@@ -17,6 +17,12 @@ need sleep coreutils
     || missing="$missing postgresql-15"
 #   runuser (util-linux): tests run as root start PostgreSQL as the `postgres` user.
 need runuser util-linux
+#   etcd-server: the tests and benchmarks start private etcd servers (leader election);
+#   the package starts no service here. etcd-client: `etcdctl`, for looking at a cluster.
+need etcd etcd-server
+need etcdctl etcd-client
+#   protobuf-compiler: the build script of the etcd-client crate runs `protoc`.
+need protoc protobuf-compiler
 
 if [ -n "$missing" ]; then
     echo "installing:$missing"
