@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tandem/v1/common.proto",
         "proto/tandem/v1/workflow_service.proto",
         "proto/tandem/v1/worker_service.proto",
+        "proto/tandem/v1/cluster_service.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
