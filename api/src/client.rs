@@ -1,26 +1,47 @@
-//! [`Client`]: register workflows, start, inspect, list, cancel and watch runs.
+//! [`Client`]: register workflows, start, inspect, list, cancel and watch runs; the region's
+//! replicas and leader.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::Channel;
 
-use crate::connection::{ClientConfig, Connection, MAX_DECODING_MESSAGE_BYTES};
+use crate::cluster_status::ClusterStatus;
+use crate::config::ClientConfig;
+use crate::connection::MAX_DECODING_MESSAGE_BYTES;
 use crate::error::ClientError;
+use crate::failover::{Endpoints, Resend, Route};
 use crate::proto;
+use crate::proto::cluster_service_client::ClusterServiceClient;
 use crate::proto::workflow_service_client::WorkflowServiceClient;
 use crate::types::{Run, RunState};
+use crate::watch::Watch;
 
-/// A client of a Tandem server's `WorkflowService`. Cheap to clone (clones share one HTTP/2
-/// connection); every method takes `&self` and may run concurrently.
+/// A client of a Tandem region's `WorkflowService` and `ClusterService`. Cheap to clone
+/// (clones share the HTTP/2 connections); every method takes `&self` and may run
+/// concurrently.
+///
+/// With several servers in its [`ClientConfig`], calls that need the leader
+/// ([`Client::register_workflow`], [`Client::start_run`], [`Client::cancel_run`]) go to the
+/// replica that leads: a follower's `not_leader` refusal names the leader and the call goes
+/// there; an unreachable server makes the call try the next one; a leader still resuming its
+/// runs is asked again after a short wait. All of this within the failover timeout
+/// ([`ClientConfig::failover_timeout`]). Reads ([`Client::get_run`], [`Client::list_runs`],
+/// [`Client::watch_run`], [`Client::cluster_status`]) are answered by any replica.
+///
+/// A call whose connection broke after it was sent may have been acted on: it is sent again
+/// only when that is safe (reads, registering, cancelling, a start with an idempotency key).
+/// A start without an idempotency key is sent again only when connecting failed; otherwise its
+/// connection error is returned (give starts a key to make them safe to retry).
 ///
 /// Errors: every method returns [`ClientError`]; an unreachable server is
-/// [`ClientError::Unavailable`] naming the endpoint, an unknown run [`ClientError::NotFound`].
+/// [`ClientError::Unavailable`] naming the endpoint, an unknown run [`ClientError::NotFound`],
+/// no leader found within the failover timeout [`ClientError::NotLeader`] or
+/// [`ClientError::LeaderStarting`].
 #[derive(Debug, Clone)]
 pub struct Client {
-    connection: Connection,
-    workflows: WorkflowServiceClient<Channel>,
+    endpoints: Arc<Endpoints>,
 }
 
 /// A registered workflow version (reply of [`Client::register_workflow`]).
@@ -128,35 +149,40 @@ impl Client {
         Client::connect_with(ClientConfig::new(endpoint)).await
     }
 
-    /// Connects now with `config`.
+    /// Connects now with `config`: to its endpoints in order until one can be reached (the
+    /// others are connected on first use). Fails with [`ClientError::Unavailable`] when none
+    /// can, and [`ClientError::InvalidEndpoint`] for a malformed address or an empty list.
     pub async fn connect_with(config: ClientConfig) -> Result<Client, ClientError> {
-        Ok(Client::from_connection(Connection::connect(&config).await?))
+        Ok(Client {
+            endpoints: Endpoints::connect(&config).await?,
+        })
     }
 
-    /// A client that connects on its first call (and reconnects after the connection breaks);
-    /// only the address is checked here. Needs a tokio runtime.
+    /// A client that connects on its first call (and reconnects after a connection breaks);
+    /// only the addresses are checked here. Needs a tokio runtime.
     pub fn connect_lazy(config: ClientConfig) -> Result<Client, ClientError> {
-        Ok(Client::from_connection(Connection::lazy(&config)?))
+        Ok(Client {
+            endpoints: Endpoints::lazy(&config)?,
+        })
     }
 
-    fn from_connection(connection: Connection) -> Client {
-        let workflows = WorkflowServiceClient::new(connection.channel.clone())
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
-        Client {
-            connection,
-            workflows,
-        }
+    /// The address calls that need the leader go to first (`http://host:port`): the last
+    /// server that accepted one, else the first reachable configured one.
+    pub fn endpoint(&self) -> String {
+        self.endpoints.leader()
     }
 
-    /// The server's address, `http://host:port`.
-    pub fn endpoint(&self) -> &str {
-        &self.connection.endpoint
+    /// Every server address this client knows: the configured ones, then leaders learned from
+    /// followers' replies.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.addresses()
     }
 
     /// Validates a DAG file's text (`source`, YAML) on the server and stores it under its name
     /// and version. `file_name` is used in error locations (`file_name:3:5`); empty =
     /// `workflow.yaml`. A file with errors is [`ClientError::InvalidArgument`] listing every
-    /// error, as `tandem validate` does.
+    /// error, as `tandem validate` does. Registering the same text twice is harmless, so this
+    /// call is sent again after a broken connection.
     pub async fn register_workflow(
         &self,
         source: impl Into<String>,
@@ -166,11 +192,15 @@ impl Client {
             source: source.into(),
             file_name: file_name.into(),
         };
-        let mut workflows = self.workflows.clone();
         let reply = self
-            .connection
-            .call(Duration::ZERO, workflows.register_workflow(request))
-            .await?;
+            .endpoints
+            .call(Route::leader(Resend::Safe), |channel| {
+                let request = request.clone();
+                async move { workflows(channel).register_workflow(request).await }
+            })
+            .await?
+            .response
+            .into_inner();
         Ok(RegisteredWorkflow {
             name: reply.name,
             version: reply.version,
@@ -181,18 +211,35 @@ impl Client {
 
     /// Starts a run of a registered workflow. Unknown workflow or version:
     /// [`ClientError::NotFound`]; unknown or bad params: [`ClientError::InvalidArgument`].
+    ///
+    /// Sent again after a broken connection only with an idempotency key (the server then
+    /// returns the run the first send started); without one, a connection that broke after
+    /// sending is returned as an error: the run may or may not have started.
     pub async fn start_run(&self, start: StartRun) -> Result<StartedRun, ClientError> {
+        let resend = if start
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|key| !key.is_empty())
+        {
+            Resend::Safe
+        } else {
+            Resend::OnlyIfNotSent
+        };
         let request = proto::StartRunRequest {
             workflow: start.workflow,
             version: start.version.unwrap_or_default(),
             params: start.params.into_iter().collect(),
             idempotency_key: start.idempotency_key.unwrap_or_default(),
         };
-        let mut workflows = self.workflows.clone();
         let reply = self
-            .connection
-            .call(Duration::ZERO, workflows.start_run(request))
-            .await?;
+            .endpoints
+            .call(Route::leader(resend), |channel| {
+                let request = request.clone();
+                async move { workflows(channel).start_run(request).await }
+            })
+            .await?
+            .response
+            .into_inner();
         Ok(StartedRun {
             run_id: reply.run_id,
             created: reply.created,
@@ -226,12 +273,18 @@ impl Client {
         let request = proto::GetRunRequest {
             run_id: run_id.into(),
         };
-        let mut workflows = self.workflows.clone();
-        let reply = self
-            .connection
-            .call(Duration::ZERO, workflows.get_run(request))
+        let answer = self
+            .endpoints
+            .call(Route::any(), |channel| {
+                let request = request.clone();
+                async move { workflows(channel).get_run(request).await }
+            })
             .await?;
-        self.run_from(reply.run, "GetRunResponse")
+        run_from(
+            &answer.endpoint,
+            answer.response.into_inner().run,
+            "GetRunResponse",
+        )
     }
 
     /// One page of runs, newest first. See [`Client::list_all_runs`] for every page.
@@ -244,15 +297,19 @@ impl Client {
             page_size: list.page_size,
             page_token: list.page_token.unwrap_or_default(),
         };
-        let mut workflows = self.workflows.clone();
-        let reply = self
-            .connection
-            .call(Duration::ZERO, workflows.list_runs(request))
+        let answer = self
+            .endpoints
+            .call(Route::any(), |channel| {
+                let request = request.clone();
+                async move { workflows(channel).list_runs(request).await }
+            })
             .await?;
+        let endpoint = answer.endpoint;
+        let reply = answer.response.into_inner();
         let runs = reply
             .runs
             .into_iter()
-            .map(|run| Run::from_proto(run).map_err(|error| self.connection.protocol(error)))
+            .map(|run| Run::from_proto(run).map_err(|error| protocol(&endpoint, error)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RunPage {
             runs,
@@ -276,9 +333,12 @@ impl Client {
                 let page = client.list_runs(list.clone()).await?;
                 let following = match page.next_page_token {
                     Some(token) if Some(&token) == list.page_token.as_ref() => {
-                        return Err(client.connection.protocol(format!(
-                            "ListRuns returned its request's page token `{token}` as the next one"
-                        )));
+                        return Err(protocol(
+                            &client.endpoint(),
+                            format!(
+                                "ListRuns returned its request's page token `{token}` as the next one"
+                            ),
+                        ));
                     }
                     Some(token) => Some(ListRuns {
                         page_token: Some(token),
@@ -296,6 +356,7 @@ impl Client {
     /// Asks a run to stop (running attempts are cancelled, nothing new starts; `reason`, at
     /// most 1024 bytes, is recorded). Returns the run's state after the request: still
     /// `Running` while attempts stop, or its final state if it had already finished.
+    /// Cancelling twice is harmless, so this call is sent again after a broken connection.
     pub async fn cancel_run(
         &self,
         run_id: impl Into<String>,
@@ -305,16 +366,19 @@ impl Client {
             run_id: run_id.into(),
             reason: reason.into(),
         };
-        let mut workflows = self.workflows.clone();
-        let reply = self
-            .connection
-            .call(Duration::ZERO, workflows.cancel_run(request))
+        let answer = self
+            .endpoints
+            .call(Route::leader(Resend::Safe), |channel| {
+                let request = request.clone();
+                async move { workflows(channel).cancel_run(request).await }
+            })
             .await?;
-        RunState::from_proto(reply.state).ok_or_else(|| {
-            self.connection.protocol(format!(
-                "CancelRunResponse: expected a run state (1..=5), found {}",
-                reply.state
-            ))
+        let state = answer.response.into_inner().state;
+        RunState::from_proto(state).ok_or_else(|| {
+            protocol(
+                &answer.endpoint,
+                format!("CancelRunResponse: expected a run state (1..=5), found {state}"),
+            )
         })
     }
 
@@ -322,29 +386,21 @@ impl Client {
     /// state and carries the tasks. The call opens when the stream is first polled; an
     /// unknown run is a [`ClientError::NotFound`] item. The request timeout applies only to
     /// opening the stream.
+    ///
+    /// When the stream breaks or ends before the run finished (the server went away), it is
+    /// opened again on another server of the region (within the failover timeout); the state
+    /// the new stream starts with is not repeated when it is the last one yielded. An error
+    /// item ends the stream.
     pub fn watch_run(
         &self,
         run_id: impl Into<String>,
     ) -> impl Stream<Item = Result<Run, ClientError>> + Send + 'static {
-        let connection = self.connection.clone();
-        let mut workflows = self.workflows.clone();
-        let request = proto::WatchRunRequest {
-            run_id: run_id.into(),
-        };
-        let open = async move {
-            let updates = connection
-                .call(Duration::ZERO, workflows.watch_run(request))
-                .await?;
-            Ok::<_, ClientError>(updates.map(move |update| match update {
-                Ok(update) => run_from(&connection, update.run, "RunUpdate"),
-                Err(status) => Err(ClientError::from(status).at(&connection.endpoint)),
-            }))
-        };
-        futures::stream::once(open).try_flatten()
+        Watch::new(self.endpoints.clone(), run_id.into()).into_stream()
     }
 
     /// Watches the run until it reaches a final state and returns it (with its tasks). If the
-    /// stream ends before that (the server went away), [`ClientError::Unavailable`].
+    /// stream ends before that (no server of the region could be reached again),
+    /// [`ClientError::Unavailable`].
     pub async fn wait_run(&self, run_id: impl Into<String>) -> Result<Run, ClientError> {
         let run_id = run_id.into();
         let mut updates = std::pin::pin!(self.watch_run(run_id.clone()));
@@ -355,25 +411,49 @@ impl Client {
             }
         }
         Err(ClientError::Unavailable {
-            endpoint: self.connection.endpoint.clone(),
+            endpoint: self.endpoint(),
             message: format!("the watch of run {run_id} ended before the run finished"),
             error_code: None,
         })
     }
 
-    fn run_from(&self, run: Option<proto::Run>, message: &str) -> Result<Run, ClientError> {
-        run_from(&self.connection, run, message)
+    /// The region's replicas, its leader and the answering replica's role (answered by any
+    /// replica). [`ClientError::Unavailable`] when that replica cannot read etcd.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        let answer = self
+            .endpoints
+            .call(Route::any(), |channel| async move {
+                ClusterServiceClient::new(channel)
+                    .get_cluster_status(proto::GetClusterStatusRequest {})
+                    .await
+            })
+            .await?;
+        ClusterStatus::from_proto(answer.response.into_inner(), &answer.endpoint)
+            .map_err(|error| protocol(&answer.endpoint, error))
     }
 }
 
-/// Converts the run of a reply, or says which reply lacked one.
-fn run_from(
-    connection: &Connection,
+/// A `WorkflowService` client on `channel`.
+pub(crate) fn workflows(channel: Channel) -> WorkflowServiceClient<Channel> {
+    WorkflowServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+}
+
+/// A [`ClientError::Protocol`] naming `endpoint`.
+pub(crate) fn protocol(endpoint: &str, message: String) -> ClientError {
+    ClientError::Protocol {
+        endpoint: endpoint.to_string(),
+        message,
+    }
+}
+
+/// Converts the run of a reply from `endpoint`, or says which reply lacked one.
+pub(crate) fn run_from(
+    endpoint: &str,
     run: Option<proto::Run>,
     message: &str,
 ) -> Result<Run, ClientError> {
-    let run = run.ok_or_else(|| connection.protocol(format!("{message} without a run")))?;
-    Run::from_proto(run).map_err(|error| connection.protocol(error))
+    let run = run.ok_or_else(|| protocol(endpoint, format!("{message} without a run")))?;
+    Run::from_proto(run).map_err(|error| protocol(endpoint, error))
 }
 
 #[cfg(test)]

@@ -7,6 +7,19 @@ use std::error::Error as _;
 /// (see `api/proto/tandem/v1/common.proto`).
 pub const ERROR_CODE_KEY: &str = "tandem-error-code";
 
+/// Metadata key of a follower's `not_leader` refusal carrying the leader's address
+/// (`http://host:port`), when the follower knows the leader.
+pub const LEADER_ADDRESS_KEY: &str = "tandem-leader-address";
+
+/// `tandem-error-code` of a call that needs the leader sent to a follower (gRPC
+/// `UNAVAILABLE`): nothing was done; send it again to the leader ([`LEADER_ADDRESS_KEY`]).
+pub const NOT_LEADER: &str = "not_leader";
+
+/// `tandem-error-code` of a call that needs the leader sent to a leader still resuming its
+/// region's runs (gRPC `UNAVAILABLE`): nothing was done; send it again to the same server
+/// shortly.
+pub const LEADER_STARTING: &str = "leader_starting";
+
 /// A failed call to a Tandem server.
 ///
 /// Variants follow the gRPC status codes the API documents; `error_code` is the server's stable
@@ -61,6 +74,32 @@ pub enum ClientError {
         /// The `tandem-error-code` metadata value, if any.
         error_code: Option<String>,
     },
+    /// `UNAVAILABLE` with `tandem-error-code: not_leader`: the server is a follower of its
+    /// region and refused a call that needs the leader; nothing was done. The SDK follows
+    /// `leader` on its own: this error is returned only when the leader could not be reached
+    /// within the failover timeout.
+    #[error("the Tandem server at {endpoint} does not lead its region{}: {message}", leader.as_ref().map(|leader| format!(" (the leader is {leader})")).unwrap_or_default())]
+    NotLeader {
+        /// The follower's address (`http://host:port`), empty if unknown.
+        endpoint: String,
+        /// The leader's address from the `tandem-leader-address` metadata; `None` when the
+        /// follower knows no leader (an election is under way).
+        leader: Option<String>,
+        /// The server's message (it names the region, the member and the leader).
+        message: String,
+    },
+    /// `UNAVAILABLE` with `tandem-error-code: leader_starting`: the server leads its region
+    /// but is still resuming the region's runs; nothing was done. The SDK retries it on its
+    /// own: this error is returned only when the failover timeout ran out.
+    #[error(
+        "the Tandem server at {endpoint} leads its region but is still resuming its runs: {message}"
+    )]
+    LeaderStarting {
+        /// The leader's address (`http://host:port`), empty if unknown.
+        endpoint: String,
+        /// The server's message.
+        message: String,
+    },
     /// Any other status (`INTERNAL`, `DEADLINE_EXCEEDED`, `CANCELLED`, ...).
     #[error("{} ({code:?}): {message}", code.description())]
     Other {
@@ -101,7 +140,9 @@ impl ClientError {
             }
             ClientError::FailedPrecondition { .. } => tonic::Code::FailedPrecondition,
             ClientError::AlreadyExists { .. } => tonic::Code::AlreadyExists,
-            ClientError::Unavailable { .. } => tonic::Code::Unavailable,
+            ClientError::Unavailable { .. }
+            | ClientError::NotLeader { .. }
+            | ClientError::LeaderStarting { .. } => tonic::Code::Unavailable,
             ClientError::Other { code, .. } => *code,
             ClientError::Protocol { .. } => tonic::Code::Internal,
         }
@@ -116,6 +157,8 @@ impl ClientError {
             | ClientError::AlreadyExists { error_code, .. }
             | ClientError::Unavailable { error_code, .. }
             | ClientError::Other { error_code, .. } => error_code.as_deref(),
+            ClientError::NotLeader { .. } => Some(NOT_LEADER),
+            ClientError::LeaderStarting { .. } => Some(LEADER_STARTING),
             ClientError::InvalidEndpoint { .. } | ClientError::Protocol { .. } => None,
         }
     }
@@ -136,16 +179,68 @@ impl ClientError {
         ) && !matches!(self, ClientError::Protocol { .. })
     }
 
-    /// Fills in the server's address of an [`ClientError::Unavailable`] or
-    /// [`ClientError::Protocol`] error built without one (as [`From<tonic::Status>`] does).
+    /// The leader's address a follower named in a [`ClientError::NotLeader`] refusal.
+    pub fn leader_address(&self) -> Option<&str> {
+        match self {
+            ClientError::NotLeader { leader, .. } => leader.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Fills in the server's address of an error built without one (as
+    /// [`From<tonic::Status>`] does): [`ClientError::Unavailable`], [`ClientError::NotLeader`],
+    /// [`ClientError::LeaderStarting`] and [`ClientError::Protocol`].
     pub fn at(mut self, address: &str) -> ClientError {
         match &mut self {
-            ClientError::Unavailable { endpoint, .. } | ClientError::Protocol { endpoint, .. }
+            ClientError::Unavailable { endpoint, .. }
+            | ClientError::NotLeader { endpoint, .. }
+            | ClientError::LeaderStarting { endpoint, .. }
+            | ClientError::Protocol { endpoint, .. }
                 if endpoint.is_empty() =>
             {
                 *endpoint = address.to_string();
             }
             _ => {}
+        }
+        self
+    }
+
+    /// True for a failure of the connection rather than a reply of a Tandem server: the
+    /// server could not be reached, the connection broke, or no reply came in time
+    /// (`UNAVAILABLE`, `UNKNOWN`, `CANCELLED` or `DEADLINE_EXCEEDED` without a
+    /// `tandem-error-code`, which every reply of a Tandem server carries).
+    pub(crate) fn is_connection_failure(&self) -> bool {
+        self.error_code().is_none()
+            && matches!(
+                self,
+                ClientError::Unavailable { .. } | ClientError::Other { .. }
+            )
+            && matches!(
+                self.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::DeadlineExceeded
+            )
+    }
+
+    /// Appends `note` to the message (e.g. how long the SDK looked for the leader).
+    pub(crate) fn with_note(mut self, note: &str) -> ClientError {
+        match &mut self {
+            ClientError::NotFound { message, .. }
+            | ClientError::InvalidArgument { message, .. }
+            | ClientError::FailedPrecondition { message, .. }
+            | ClientError::AlreadyExists { message, .. }
+            | ClientError::Unavailable { message, .. }
+            | ClientError::NotLeader { message, .. }
+            | ClientError::LeaderStarting { message, .. }
+            | ClientError::Other { message, .. }
+            | ClientError::InvalidEndpoint { message, .. }
+            | ClientError::Protocol { message, .. } => {
+                message.push_str(" (");
+                message.push_str(note);
+                message.push(')');
+            }
         }
         self
     }
@@ -187,6 +282,26 @@ impl From<tonic::Status> for ClientError {
                 message,
                 error_code,
             },
+            tonic::Code::Unavailable if error_code.as_deref() == Some(NOT_LEADER) => {
+                let leader = status
+                    .metadata()
+                    .get(LEADER_ADDRESS_KEY)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::trim)
+                    .filter(|address| !address.is_empty())
+                    .map(crate::config::normalize);
+                ClientError::NotLeader {
+                    endpoint: String::new(),
+                    leader,
+                    message,
+                }
+            }
+            tonic::Code::Unavailable if error_code.as_deref() == Some(LEADER_STARTING) => {
+                ClientError::LeaderStarting {
+                    endpoint: String::new(),
+                    message,
+                }
+            }
             tonic::Code::Unavailable => ClientError::Unavailable {
                 endpoint: String::new(),
                 message,
@@ -385,6 +500,126 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.source)
         }
+    }
+
+    fn unavailable_with(code: &str, leader: Option<&str>) -> tonic::Status {
+        let mut status = with_code(
+            tonic::Status::unavailable("member b of region eu-west does not lead"),
+            code,
+        );
+        if let Some(leader) = leader {
+            status.metadata_mut().insert(
+                LEADER_ADDRESS_KEY,
+                leader.parse().expect("an ASCII metadata value"),
+            );
+        }
+        status
+    }
+
+    #[test]
+    fn not_leader_carries_the_leader_address() {
+        let error = ClientError::from(unavailable_with(NOT_LEADER, Some("10.0.0.1:7233")))
+            .at("http://10.0.0.2:7233");
+        assert_eq!(
+            error,
+            ClientError::NotLeader {
+                endpoint: "http://10.0.0.2:7233".to_string(),
+                leader: Some("http://10.0.0.1:7233".to_string()),
+                message: "member b of region eu-west does not lead".to_string(),
+            }
+        );
+        assert_eq!(error.code(), tonic::Code::Unavailable);
+        assert_eq!(error.error_code(), Some(NOT_LEADER));
+        assert_eq!(error.leader_address(), Some("http://10.0.0.1:7233"));
+        assert!(error.is_transient());
+        assert!(!error.is_connection_failure());
+        let text = error.to_string();
+        assert!(
+            text.contains(
+                "http://10.0.0.2:7233 does not lead its region (the leader is http://10.0.0.1:7233)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn not_leader_without_a_known_leader() {
+        for leader in [None, Some(""), Some("  ")] {
+            let error = ClientError::from(unavailable_with(NOT_LEADER, leader));
+            assert!(
+                matches!(error, ClientError::NotLeader { leader: None, .. }),
+                "{leader:?}: {error:?}"
+            );
+            assert_eq!(error.leader_address(), None);
+            assert!(!error.to_string().contains("the leader is"), "{error}");
+        }
+    }
+
+    #[test]
+    fn leader_starting_is_its_own_error() {
+        let error = ClientError::from(unavailable_with(LEADER_STARTING, Some("http://x:1")))
+            .at("http://10.0.0.1:7233");
+        assert_eq!(
+            error,
+            ClientError::LeaderStarting {
+                endpoint: "http://10.0.0.1:7233".to_string(),
+                message: "member b of region eu-west does not lead".to_string(),
+            }
+        );
+        assert_eq!(error.error_code(), Some(LEADER_STARTING));
+        assert_eq!(error.code(), tonic::Code::Unavailable);
+        assert!(error.is_transient());
+        assert!(!error.is_connection_failure());
+    }
+
+    #[test]
+    fn other_unavailable_codes_stay_unavailable() {
+        let error = ClientError::from(unavailable_with("store_unavailable", None));
+        assert!(
+            matches!(error, ClientError::Unavailable { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.error_code(), Some("store_unavailable"));
+        assert!(!error.is_connection_failure(), "a server's reply");
+        // A leader address on another code means nothing.
+        let error = ClientError::from(unavailable_with("run_paused", Some("http://x:1")));
+        assert_eq!(error.leader_address(), None);
+    }
+
+    #[test]
+    fn connection_failures_are_code_less_transport_statuses() {
+        for status in [
+            tonic::Status::unavailable("tcp connect error"),
+            tonic::Status::unknown("h2 protocol error: connection reset"),
+            tonic::Status::cancelled("operation was canceled"),
+            tonic::Status::deadline_exceeded("timeout expired"),
+        ] {
+            let error = ClientError::from(status);
+            assert!(error.is_connection_failure(), "{error:?}");
+        }
+        for status in [
+            tonic::Status::internal("bug"),
+            tonic::Status::not_found("gone"),
+            with_code(
+                tonic::Status::unavailable("store down"),
+                "store_unavailable",
+            ),
+        ] {
+            let error = ClientError::from(status);
+            assert!(!error.is_connection_failure(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_note_is_appended_to_the_message() {
+        let error = ClientError::from(unavailable_with(NOT_LEADER, None))
+            .with_note("no leader found within 30000 ms");
+        assert!(
+            error
+                .to_string()
+                .ends_with("does not lead (no leader found within 30000 ms)"),
+            "{error}"
+        );
     }
 
     #[test]

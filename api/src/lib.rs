@@ -2,11 +2,15 @@
 
 //! Tandem's gRPC API (package `tandem.v1`) and its Rust SDK.
 //!
-//! - [`Client`]: register workflows; start, get, list, cancel, watch and wait for runs.
+//! - [`Client`]: register workflows; start, get, list, cancel, watch and wait for runs; the
+//!   region's replicas and leader ([`Client::cluster_status`]).
 //! - [`Worker`]: run attempts of tasks declared with `worker: { queue, type }` with async
 //!   handlers: bounded concurrency, automatic heartbeats, graceful shutdown.
 //! - [`ClientError`]: every failure of a call, by gRPC code, with the server's
 //!   `tandem-error-code`.
+//! - [`ClientConfig`]: one or more servers of a region (a comma-separated list parses with
+//!   [`ClientConfig::parse`]); the client and the worker follow the region's leader across
+//!   them, within a failover timeout.
 //! - [`proto`]: the generated messages, tonic clients and servers of `api/proto/tandem/v1/`.
 //!
 //! Units follow the protos: times are milliseconds since the Unix epoch (`*_unix_ms`),
@@ -14,15 +18,22 @@
 
 mod backoff;
 mod client;
+mod cluster_status;
+mod config;
 mod connection;
 mod error;
+mod failover;
+#[cfg(test)]
+mod fake_region;
 mod types;
+mod watch;
 pub mod worker;
 
 pub use backoff::Backoff;
 pub use client::{Client, ListRuns, RegisteredWorkflow, RunPage, StartRun, StartedRun, Submitted};
-pub use connection::ClientConfig;
-pub use error::{ClientError, ERROR_CODE_KEY};
+pub use cluster_status::{ClusterLeader, ClusterMember, ClusterStatus, MemberRole};
+pub use config::{ClientConfig, parse_endpoints};
+pub use error::{ClientError, ERROR_CODE_KEY, LEADER_ADDRESS_KEY, LEADER_STARTING, NOT_LEADER};
 pub use types::{Run, RunState, Task, TaskCounts, TaskState};
 pub use worker::{
     CancelReason, Outputs, TaskContext, TaskError, Worker, WorkerBuilder, WorkerConfigError,

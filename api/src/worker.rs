@@ -41,8 +41,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
-use crate::connection::{ClientConfig, Connection};
+use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::failover::Endpoints;
 
 pub use attempt::{HANDLER_PANIC, INVALID_INPUT, INVALID_OUTPUTS, NOT_HANDLED, WORKER_SHUTDOWN};
 pub use context::{CancelReason, TaskContext};
@@ -248,7 +249,7 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("endpoint", &self.config.endpoint())
+            .field("endpoints", &self.config.endpoints())
             .field("queue", &self.queue)
             .field("worker_id", &self.worker_id)
             .field("task_types", &self.handlers.keys().collect::<Vec<_>>())
@@ -291,11 +292,11 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<WorkerStats, ClientError> {
-        let connection = Connection::lazy(&self.config)?;
-        let rpc = WorkerRpc::new(connection, self.queue.clone(), self.worker_id.clone());
+        let endpoints = Endpoints::lazy(&self.config)?;
+        let rpc = WorkerRpc::new(endpoints, self.queue.clone(), self.worker_id.clone());
         let span = tracing::info_span!(
             "tandem.worker",
-            endpoint = rpc.endpoint(),
+            endpoint = %rpc.endpoints(),
             queue = %self.queue,
             worker_id = %self.worker_id
         );

@@ -14,7 +14,7 @@ use crate::error::ClientError;
 use crate::proto;
 
 use super::context::{AttemptInfo, TaskContext};
-use super::heartbeat::{LastContact, keep_alive, lease_expiry};
+use super::heartbeat::{LastContact, is_refusal, keep_alive, lease_expiry};
 use super::rpc::WorkerRpc;
 use super::stats::Counters;
 use super::task_error::{Outputs, TaskError};
@@ -245,8 +245,11 @@ async fn run_handler(env: &AttemptEnv, handler: Handler, context: TaskContext) -
     }
 }
 
-/// Delivers the outcome, retrying transient failures until the lease has certainly expired.
-/// Outputs the server refuses become a non-retryable failure of type `invalid_outputs`.
+/// Delivers the outcome, following the region's leader. Failures other than an explicit
+/// refusal ([`is_refusal`]) are retried until the later of the lease's certain expiry and the
+/// failover timeout from now: during a failover the new leader adopts the attempt and accepts
+/// its result. Outputs the server refuses become a non-retryable failure of type
+/// `invalid_outputs`.
 async fn report(
     env: &AttemptEnv,
     lease_id: &str,
@@ -255,10 +258,12 @@ async fn report(
     last_contact: &LastContact,
 ) {
     let mut backoff = Backoff::default();
+    let failover_end = Instant::now() + env.rpc.failover_timeout();
     loop {
+        let deadline = lease_expiry(last_contact.get(), heartbeat_timeout).max(failover_end);
         let result = match &outcome {
-            Outcome::Completed(outputs) => env.rpc.complete(lease_id, outputs).await,
-            Outcome::Failed(error) => env.rpc.fail(lease_id, error).await,
+            Outcome::Completed(outputs) => env.rpc.complete(lease_id, outputs, deadline).await,
+            Outcome::Failed(error) => env.rpc.fail(lease_id, error, deadline).await,
         };
         match result {
             Ok(()) => {
@@ -277,10 +282,7 @@ async fn report(
                         .with_type(INVALID_OUTPUTS),
                 );
             }
-            Err(error)
-                if error.is_transient()
-                    && Instant::now() < lease_expiry(last_contact.get(), heartbeat_timeout) =>
-            {
+            Err(error) if !is_refusal(&error) && Instant::now() < deadline => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot deliver the attempt's result");
                 tokio::time::sleep(delay).await;
@@ -334,16 +336,17 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::{ClientConfig, Connection};
+    use crate::config::ClientConfig;
+    use crate::failover::Endpoints;
     use crate::worker::context::tests::attempt_info;
 
     /// An environment whose server is never called by `run_handler`.
     fn env(grace: Duration) -> (AttemptEnv, watch::Sender<Option<Instant>>) {
-        let connection =
-            Connection::lazy(&ClientConfig::new("http://127.0.0.1:9")).expect("a valid address");
+        let endpoints =
+            Endpoints::lazy(&ClientConfig::new("http://127.0.0.1:9")).expect("a valid address");
         let (deadline_tx, deadline_rx) = watch::channel(None);
         let env = AttemptEnv {
-            rpc: WorkerRpc::new(connection, "q".to_string(), "w1".to_string()),
+            rpc: WorkerRpc::new(endpoints, "q".to_string(), "w1".to_string()),
             handlers: Arc::new(Handlers::new()),
             counters: Arc::new(Counters::default()),
             shutdown_deadline: deadline_rx,

@@ -70,10 +70,28 @@ impl LastContact {
     }
 }
 
+/// True for a server's explicit refusal of a call about a lease (`NOT_FOUND`,
+/// `FAILED_PRECONDITION`: the attempt is no longer leased to this worker; `INVALID_ARGUMENT`,
+/// `ALREADY_EXISTS`: the request can never be accepted). Anything else (an unreachable server,
+/// a follower's `not_leader`, a starting leader, an internal error during a failover) may pass:
+/// the call is tried again.
+pub(crate) fn is_refusal(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::NotFound { .. }
+            | ClientError::FailedPrecondition { .. }
+            | ClientError::InvalidArgument { .. }
+            | ClientError::AlreadyExists { .. }
+            | ClientError::InvalidEndpoint { .. }
+    )
+}
+
 /// Heartbeats `lease_id` every [`heartbeat_interval`], and soon after the handler sets new
 /// details, until aborted. Sets `cancel` when a reply says the run is being cancelled, or when
-/// the server says the lease is gone (then stops). Transient failures are logged and retried
-/// at the next tick.
+/// the server refuses the heartbeat ([`is_refusal`]: the lease is gone; then stops). Each
+/// heartbeat follows the region's leader for at most [`call_limit`]; other failures (the leader
+/// is changing, the server is unreachable) are logged and retried at the next tick, so the
+/// attempt survives a failover that ends before its heartbeat timeout.
 pub(crate) async fn keep_alive(
     rpc: WorkerRpc,
     lease_id: String,
@@ -105,15 +123,14 @@ pub(crate) async fn keep_alive(
         last_sent = Some(Instant::now());
         next_due = Instant::now() + interval;
         // A heartbeat that hangs must not hold back the next one past the lease's timeout.
-        let reply = tokio::time::timeout(call_limit(interval), rpc.heartbeat(&lease_id, text))
+        let limit = call_limit(interval);
+        let deadline = Instant::now() + limit;
+        let reply = tokio::time::timeout(limit, rpc.heartbeat(&lease_id, text, deadline))
             .await
             .unwrap_or_else(|_| {
                 Err(ClientError::Other {
                     code: tonic::Code::DeadlineExceeded,
-                    message: format!(
-                        "no heartbeat reply within {} ms",
-                        call_limit(interval).as_millis()
-                    ),
+                    message: format!("no heartbeat reply within {} ms", limit.as_millis()),
                     error_code: None,
                 })
             });
@@ -134,7 +151,7 @@ pub(crate) async fn keep_alive(
                     });
                 }
             }
-            Err(error) if error.is_transient() => {
+            Err(error) if !is_refusal(&error) => {
                 tracing::warn!(%error, "heartbeat failed; retrying at the next tick");
             }
             Err(error) => {
@@ -189,6 +206,43 @@ mod tests {
             call_limit(Duration::from_millis(50)),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn only_explicit_refusals_end_a_lease() {
+        let refused = ClientError::NotFound {
+            message: "lease r:0:1".to_string(),
+            error_code: Some("unknown_lease".to_string()),
+        };
+        assert!(is_refusal(&refused));
+        let ended = ClientError::FailedPrecondition {
+            message: "timed out".to_string(),
+            error_code: Some("lease_ended".to_string()),
+        };
+        assert!(is_refusal(&ended));
+        for passing in [
+            ClientError::NotLeader {
+                endpoint: "http://b:1".to_string(),
+                leader: None,
+                message: "election under way".to_string(),
+            },
+            ClientError::LeaderStarting {
+                endpoint: "http://a:1".to_string(),
+                message: "resuming".to_string(),
+            },
+            ClientError::Unavailable {
+                endpoint: "http://a:1".to_string(),
+                message: "connection refused".to_string(),
+                error_code: None,
+            },
+            ClientError::Other {
+                code: tonic::Code::Internal,
+                message: "h2 protocol error".to_string(),
+                error_code: None,
+            },
+        ] {
+            assert!(!is_refusal(&passing), "{passing:?}");
+        }
     }
 
     #[test]

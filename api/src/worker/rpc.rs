@@ -1,11 +1,15 @@
-//! The four `WorkerService` calls, with the SDK's timeouts and error mapping.
+//! The four `WorkerService` calls, with the SDK's timeouts and error mapping, sent to the
+//! region's leader (see [`crate::failover`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::connection::{Connection, MAX_DECODING_MESSAGE_BYTES};
+use crate::connection::MAX_DECODING_MESSAGE_BYTES;
 use crate::error::ClientError;
+use crate::failover::{Endpoints, Resend, Route};
 use crate::proto;
 use crate::proto::worker_service_client::WorkerServiceClient;
 
@@ -18,11 +22,12 @@ const TRACEPARENT_KEY: &str = "traceparent";
 /// (`worker_service.proto`); longer texts are cut here rather than refused there.
 pub(crate) const MAX_TEXT_BYTES: usize = 64 * 1024;
 
-/// A `WorkerService` client bound to one queue and worker id.
+/// A `WorkerService` client bound to one queue and worker id. Every call needs the leader;
+/// each is safe to send twice (a second poll leases other attempts or none; a second heartbeat,
+/// completion or failure of a lease is refused or changes nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerRpc {
-    connection: Connection,
-    client: WorkerServiceClient<Channel>,
+    endpoints: Arc<Endpoints>,
     queue: String,
     worker_id: String,
 }
@@ -36,19 +41,22 @@ pub(crate) struct Polled {
 }
 
 impl WorkerRpc {
-    pub(crate) fn new(connection: Connection, queue: String, worker_id: String) -> WorkerRpc {
-        let client = WorkerServiceClient::new(connection.channel.clone())
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+    pub(crate) fn new(endpoints: Arc<Endpoints>, queue: String, worker_id: String) -> WorkerRpc {
         WorkerRpc {
-            connection,
-            client,
+            endpoints,
             queue,
             worker_id,
         }
     }
 
-    pub(crate) fn endpoint(&self) -> &str {
-        &self.connection.endpoint
+    /// The configured server addresses, comma-separated (for logs).
+    pub(crate) fn endpoints(&self) -> String {
+        self.endpoints.config().endpoints().join(",")
+    }
+
+    /// How long a call may spend finding the leader.
+    pub(crate) fn failover_timeout(&self) -> Duration {
+        self.endpoints.config().get_failover_timeout()
     }
 
     pub(crate) fn queue(&self) -> &str {
@@ -73,11 +81,14 @@ impl WorkerRpc {
             wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
             task_types: task_types.to_vec(),
         };
-        let mut client = self.client.clone();
-        let (metadata, reply) = self
-            .connection
-            .call_with_metadata(wait, client.poll_tasks(request))
+        let answer = self
+            .endpoints
+            .call(Route::leader(Resend::Safe).extra(wait), |channel| {
+                let request = request.clone();
+                async move { workers(channel).poll_tasks(request).await }
+            })
             .await?;
+        let (metadata, reply, _) = answer.response.into_parts();
         let traceparent = metadata
             .get(TRACEPARENT_KEY)
             .and_then(|value| value.to_str().ok())
@@ -89,29 +100,36 @@ impl WorkerRpc {
         })
     }
 
-    /// Heartbeats a lease; `Ok(true)` when the run is being cancelled.
+    /// Heartbeats a lease, looking for the leader until `deadline`; `Ok(true)` when the run is
+    /// being cancelled.
     pub(crate) async fn heartbeat(
         &self,
         lease_id: &str,
         details: String,
+        deadline: Instant,
     ) -> Result<bool, ClientError> {
         let request = proto::HeartbeatRequest {
             lease_id: lease_id.to_string(),
             details: truncate_utf8(details, MAX_TEXT_BYTES),
         };
-        let mut client = self.client.clone();
         let reply = self
-            .connection
-            .call(Duration::ZERO, client.heartbeat(request))
-            .await?;
+            .endpoints
+            .call(Route::leader(Resend::Safe).until(deadline), |channel| {
+                let request = request.clone();
+                async move { workers(channel).heartbeat(request).await }
+            })
+            .await?
+            .response
+            .into_inner();
         Ok(reply.cancel_requested)
     }
 
-    /// Reports success with `outputs`.
+    /// Reports success with `outputs`, looking for the leader until `deadline`.
     pub(crate) async fn complete(
         &self,
         lease_id: &str,
         outputs: &Outputs,
+        deadline: Instant,
     ) -> Result<(), ClientError> {
         let request = proto::CompleteTaskRequest {
             lease_id: lease_id.to_string(),
@@ -120,27 +138,41 @@ impl WorkerRpc {
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
         };
-        let mut client = self.client.clone();
-        self.connection
-            .call(Duration::ZERO, client.complete_task(request))
+        self.endpoints
+            .call(Route::leader(Resend::Safe).until(deadline), |channel| {
+                let request = request.clone();
+                async move { workers(channel).complete_task(request).await }
+            })
             .await?;
         Ok(())
     }
 
-    /// Reports failure.
-    pub(crate) async fn fail(&self, lease_id: &str, error: &TaskError) -> Result<(), ClientError> {
+    /// Reports failure, looking for the leader until `deadline`.
+    pub(crate) async fn fail(
+        &self,
+        lease_id: &str,
+        error: &TaskError,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
         let request = proto::FailTaskRequest {
             lease_id: lease_id.to_string(),
             error: truncate_utf8(error.message().to_string(), MAX_TEXT_BYTES),
             retryable: error.is_retryable(),
             error_type: error.error_type().unwrap_or_default().to_string(),
         };
-        let mut client = self.client.clone();
-        self.connection
-            .call(Duration::ZERO, client.fail_task(request))
+        self.endpoints
+            .call(Route::leader(Resend::Safe).until(deadline), |channel| {
+                let request = request.clone();
+                async move { workers(channel).fail_task(request).await }
+            })
             .await?;
         Ok(())
     }
+}
+
+/// A `WorkerService` client on `channel`.
+fn workers(channel: Channel) -> WorkerServiceClient<Channel> {
+    WorkerServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
 }
 
 /// `text` cut to at most `max` bytes on a character boundary; a cut text ends with `…`.
