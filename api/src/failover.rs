@@ -281,7 +281,7 @@ impl Endpoints {
                     index = self.after(index);
                     tried += 1;
                     if tried >= count && !answered {
-                        return Err(every_endpoint_failed(failure.error, count));
+                        return Err(every_endpoint_failed(failure.error, &self.addresses()));
                     }
                     tried >= count
                 }
@@ -291,11 +291,11 @@ impl Endpoints {
                 tried = 0;
                 let delay = backoff.next_delay();
                 if Instant::now() + delay >= deadline {
-                    return Err(gave_up(failure.error, started));
+                    return Err(gave_up(failure.error, route.target, started));
                 }
                 tokio::time::sleep(delay).await;
             } else if Instant::now() >= deadline {
-                return Err(gave_up(failure.error, started));
+                return Err(gave_up(failure.error, route.target, started));
             }
         }
     }
@@ -303,13 +303,10 @@ impl Endpoints {
     /// Moves on from `address` (its watch stream broke or ended): a later call starts at the
     /// next endpoint.
     pub(crate) fn avoid(&self, address: &str) {
-        let index = self
-            .lock()
-            .connections
-            .iter()
-            .position(|connection| connection.endpoint == address);
-        if let Some(index) = index {
-            self.unreachable(index);
+        let mut state = self.lock();
+        let count = state.connections.len();
+        if state.connections[state.current].endpoint == address {
+            state.current = (state.current + 1) % count;
         }
     }
 
@@ -399,21 +396,27 @@ fn unsafe_to_resend(failure: CallFailure) -> ClientError {
     )
 }
 
-/// The error after every one of `count` endpoints failed to connect.
-fn every_endpoint_failed(error: ClientError, count: usize) -> ClientError {
-    if count > 1 {
+/// The error after every one of the endpoints at `addresses` failed to connect.
+fn every_endpoint_failed(error: ClientError, addresses: &[String]) -> ClientError {
+    if addresses.len() > 1 {
         error.with_note(&format!(
-            "none of the {count} servers of the region could be reached"
+            "none of the {} servers of the region could be reached: {}",
+            addresses.len(),
+            addresses.join(", ")
         ))
     } else {
         error
     }
 }
 
-/// The last error of a call that ran out of time.
-fn gave_up(error: ClientError, started: Instant) -> ClientError {
+/// The last error of a call to `target` that ran out of time.
+fn gave_up(error: ClientError, target: Target, started: Instant) -> ClientError {
+    let looking_for = match target {
+        Target::Leader => "the leader",
+        Target::Any => "a server that answers",
+    };
     error.with_note(&format!(
-        "gave up looking for the leader after {} ms",
+        "gave up looking for {looking_for} after {} ms",
         started.elapsed().as_millis()
     ))
 }

@@ -127,9 +127,10 @@ async fn every_server_unreachable_fails_at_once() {
         begun.elapsed()
     );
     assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
+    let text = error.to_string();
     assert!(
-        error.to_string().contains("none of the 2 servers"),
-        "{error}"
+        text.contains("none of the 2 servers") && text.contains(&first) && text.contains(&second),
+        "{text}"
     );
     let error = Client::connect_with(config(&[first.clone(), second.clone()]))
         .await
