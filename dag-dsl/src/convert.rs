@@ -11,9 +11,10 @@ use std::marker::PhantomData;
 
 use crate::names::shorten;
 use crate::raw::{
-    DurationText, Entries, ErrorType, ExitCode, JitterText, KeyRule, MatrixValues, ParamDefault,
-    RawDefaults, RawInput, RawRetry, RawTask, RawValue, RawWorker, RawWorkflow, ScalarText, Sp,
-    TriggerRuleText, WorkerName, WorkflowName,
+    CatchupText, CronText, DurationText, Entries, ErrorType, ExitCode, JitterText, KeyRule,
+    MatrixValues, ParamDefault, RawDefaults, RawInput, RawRetry, RawSchedule, RawTask, RawValue,
+    RawWorker, RawWorkflow, ScalarText, Sp, TimezoneText, TriggerRuleText, WorkerName,
+    WorkflowName,
 };
 use crate::report::{Path, Report, did_you_mean, one_of};
 use crate::yaml::{Node, Pos, Yaml, scalar_cow, scalar_text};
@@ -298,6 +299,7 @@ impl Converter<'_> {
             description: None,
             params: None,
             deadline: None,
+            schedule: None,
             defaults: None,
             tasks: None,
         };
@@ -333,6 +335,7 @@ impl Converter<'_> {
                     );
                 }
                 "deadline" => raw.deadline = self.duration(value, path),
+                "schedule" => raw.schedule = self.schedule(value, path),
                 "defaults" => raw.defaults = self.defaults(value, path),
                 "tasks" => {
                     raw.tasks = self.entries(
@@ -373,8 +376,66 @@ impl Converter<'_> {
             path,
             "a default value (a string, number or boolean), or `~` for a param without default",
         );
-        // A bad default is reported; the param stays declared so its uses are not errors too.
-        Sp::new(ParamDefault(text.map(|text| text.value)), pos)
+        // A bad default is reported; the param stays declared so its uses are not errors too,
+        // with an empty default so that it does not count as required (no spec is built).
+        Sp::new(
+            ParamDefault(Some(text.map(|text| text.value).unwrap_or_default())),
+            pos,
+        )
+    }
+
+    fn schedule(&mut self, node: &Yaml, path: &Path<'_>) -> Option<RawSchedule> {
+        let expected = "a schedule (a mapping with `cron`)";
+        if let Node::Str(text) = &node.value {
+            self.report.error_with_help(
+                Pos::of(node),
+                path,
+                format!("expected {expected}, found {}", describe(node, self.source)),
+                format!("write `schedule: {{ cron: \"{}\" }}`", shorten(text)),
+            );
+            return None;
+        }
+        let fields = self.fields(node, path, expected, RawSchedule::FIELDS)?;
+        let mut raw = RawSchedule {
+            pos: Pos::of(node),
+            cron: None,
+            timezone: None,
+            catchup: None,
+            catchup_window: None,
+        };
+        let mut has_cron = false;
+        for (field, _, value) in fields {
+            let path = path.key(field);
+            match field {
+                "cron" => {
+                    has_cron = true;
+                    raw.cron = self
+                        .string(value, &path, crate::cron::EXPECTED)
+                        .map(|cron| Sp::new(CronText(cron.value), cron.pos));
+                }
+                "timezone" => {
+                    raw.timezone = self
+                        .string(value, &path, "an IANA time zone name like `Europe/Paris`")
+                        .map(|zone| Sp::new(TimezoneText(zone.value), zone.pos));
+                }
+                "catchup" => {
+                    raw.catchup = self
+                        .string(value, &path, "`latest` or `all`")
+                        .map(|catchup| Sp::new(CatchupText(catchup.value), catchup.pos));
+                }
+                "catchup_window" => raw.catchup_window = self.duration(value, &path),
+                _ => {}
+            }
+        }
+        if !has_cron {
+            self.report.error(
+                raw.pos,
+                path,
+                "missing field `cron`: a schedule says when to start runs, e.g. \
+                 `cron: \"30 2 * * 1-5\"` for 02:30 on weekdays",
+            );
+        }
+        Some(raw)
     }
 
     fn defaults(&mut self, node: &Yaml, path: &Path<'_>) -> Option<RawDefaults> {

@@ -25,6 +25,7 @@
 
 mod check;
 mod convert;
+mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod export;
@@ -35,6 +36,7 @@ mod locate;
 mod names;
 mod raw;
 mod report;
+pub mod schedule;
 mod schema;
 pub mod spec;
 pub mod template;
@@ -48,6 +50,7 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use duration::{format_duration, parse_duration};
 pub use export::{to_dot, to_mermaid};
 pub use input::InputValue;
+pub use schedule::{Catchup, ScheduleSpec};
 pub use schema::json_schema;
 pub use spec::{
     Jitter, ParamError, ParamSpec, RetryPolicy, TaskAction, TaskIndex, TaskSpec, TriggerRule,

@@ -304,6 +304,10 @@ pub(crate) struct RawWorkflow {
     /// Run-level deadline (a duration like `2h`): the whole run is stopped, as `timed_out`,
     /// after this long.
     pub deadline: Option<Sp<DurationText>>,
+    /// Start runs on a cron schedule (`tandem serve` only): `cron`, and optionally `timezone`,
+    /// `catchup` and `catchup_window`. Every param must have a default: a scheduled run
+    /// starts with the defaults.
+    pub schedule: Option<RawSchedule>,
     /// Settings applied to every task unless the task sets its own.
     pub defaults: Option<RawDefaults>,
     /// The tasks: task id -> task, in file order. At least one.
@@ -318,9 +322,75 @@ impl RawWorkflow {
         "description",
         "params",
         "deadline",
+        "schedule",
         "defaults",
         "tasks",
     ];
+}
+
+text_type!(
+    /// A cron expression, as written (not checked yet).
+    CronText,
+    "Cron",
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "description": "Standard cron: 5 fields `minute hour day-of-month month day-of-week` (numbers, `*`, `,`, `-`, `/`, month and day names like `JAN` and `MON`), or `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`. No seconds field, no `L`, `W`, `#` or `?`.",
+        "examples": ["30 2 * * 1-5", "*/15 * * * *", "0 6 1 * *", "@daily"],
+    })
+);
+
+text_type!(
+    /// A time zone name, as written (not checked yet).
+    TimezoneText,
+    "Timezone",
+    json_schema!({
+        "type": "string",
+        "description": "An IANA time zone name (the tz database), e.g. `Europe/Paris`, `America/New_York` or `UTC`.",
+        "examples": ["UTC", "Europe/Paris", "America/New_York"],
+    })
+);
+
+text_type!(
+    /// A catch-up policy, as written.
+    CatchupText,
+    "Catchup",
+    json_schema!({
+        "type": "string",
+        "enum": crate::schedule::Catchup::ALL.iter().map(|(_, name)| *name).collect::<Vec<_>>(),
+        "description": "`latest`: fire only the latest missed tick (the default); `all`: every missed tick, oldest first.",
+    })
+);
+
+/// A cron schedule: `schedule: { cron: "30 2 * * 1-5", timezone: Europe/Paris }`.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(rename = "Schedule", deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    /// Where the mapping starts.
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// When to start a run: a standard 5-field cron expression (minute hour day-of-month
+    /// month day-of-week), read in `timezone`. Quote it in YAML: `cron: "*/15 * * * *"`.
+    #[schemars(required)]
+    pub cron: Option<Sp<CronText>>,
+    /// The IANA time zone the expression is read in (e.g. `Europe/Paris`); default `UTC`.
+    /// Across daylight-saving changes a fixed time ticks once a day (in a skipped hour, at
+    /// the first minute after it); wildcard and step times skip the missing hour and tick in
+    /// both passes of a repeated one.
+    pub timezone: Option<Sp<TimezoneText>>,
+    /// Which ticks missed while no leader ran the region to fire when one does: `latest`
+    /// (only the latest, the default) or `all` (every one, oldest first). Ticks older than
+    /// `catchup_window` are skipped either way.
+    pub catchup: Option<Sp<CatchupText>>,
+    /// How old a missed tick may be and still be fired (a duration from `1m` to `366d`);
+    /// default `24h`.
+    pub catchup_window: Option<Sp<DurationText>>,
+}
+
+impl RawSchedule {
+    /// The keys accepted in `schedule`.
+    pub(crate) const FIELDS: &'static [&'static str] =
+        &["cron", "timezone", "catchup", "catchup_window"];
 }
 
 /// Settings applied to every task unless the task overrides them.

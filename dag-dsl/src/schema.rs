@@ -79,7 +79,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::raw::{RawDefaults, RawRetry, RawTask, RawWorker};
+    use crate::raw::{RawDefaults, RawRetry, RawSchedule, RawTask, RawWorker};
 
     /// An object of the schema: its name, the keys the converter accepts there, and a
     /// function that builds a file setting one key of that object.
@@ -102,6 +102,9 @@ mod tests {
             }),
             ("Worker", RawWorker::FIELDS, |key| {
                 format!("name: w\ntasks: {{ t: {{ worker: {{ {key}: [{{}}] }} }} }}\n")
+            }),
+            ("Schedule", RawSchedule::FIELDS, |key| {
+                format!("name: w\ntasks: {{ t: {{}} }}\nschedule: {{ {key}: [{{}}] }}\n")
             }),
         ]
     }
@@ -137,7 +140,7 @@ mod tests {
             .collect();
         assert_eq!(
             with_properties,
-            BTreeSet::from(["Defaults", "RetryPolicy", "Task", "Worker"])
+            BTreeSet::from(["Defaults", "RetryPolicy", "Schedule", "Task", "Worker"])
         );
     }
 
@@ -217,5 +220,24 @@ mod tests {
         );
         let param = &schema["$defs"]["ParamDefault"]["type"];
         assert!(param.as_array().unwrap().contains(&Value::from("null")));
+    }
+
+    #[test]
+    fn schedule_requires_cron_and_lists_the_catchup_policies() {
+        let schema = json_schema();
+        let schedule = &schema["$defs"]["Schedule"];
+        assert_eq!(schedule["required"], serde_json::json!(["cron"]));
+        assert_eq!(
+            schema["$defs"]["Catchup"]["enum"],
+            serde_json::json!(["latest", "all"])
+        );
+        assert_eq!(
+            schedule["properties"]["cron"]["type"], "string",
+            "{schedule}"
+        );
+        assert_eq!(
+            schedule["properties"]["timezone"]["$ref"], "#/$defs/Timezone",
+            "{schedule}"
+        );
     }
 }

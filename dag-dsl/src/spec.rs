@@ -9,6 +9,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::input::InputValue;
+use crate::schedule::ScheduleSpec;
 use crate::template::Template;
 
 /// Index of a task instance in [`WorkflowSpec::tasks`]. Stable for a given file text, so
@@ -28,6 +29,9 @@ pub struct WorkflowSpec {
     pub params: IndexMap<String, ParamSpec>,
     /// Run-level deadline: the whole run is stopped (state `timed_out`) after this long.
     pub deadline: Option<Duration>,
+    /// When the region starts runs on its own (`schedule:`); `None` for a workflow that only
+    /// runs when asked. A workflow with a schedule has a default for every param.
+    pub schedule: Option<ScheduleSpec>,
     /// Task instances after matrix expansion, in file order (the instances of one matrix task
     /// are consecutive, in matrix order). Indexed by [`TaskIndex`].
     pub tasks: Vec<TaskSpec>,

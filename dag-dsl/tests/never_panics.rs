@@ -5,6 +5,9 @@ use proptest::prelude::*;
 
 const FULL: &str = include_str!("valid/full.yaml");
 
+/// A scheduled workflow: mutations reach the cron, time zone and catch-up checks.
+const SCHEDULED: &str = include_str!("valid/scheduled.yaml");
+
 /// Fragments that make mutations likely to hit interesting paths.
 const FRAGMENTS: &[&str] = &[
     "\n",
@@ -58,6 +61,27 @@ const FRAGMENTS: &[&str] = &[
     "heartbeat_timeout: ",
     "non_retryable_errors: [",
     "publish",
+    "schedule: { cron: '@daily' }\n",
+    "schedule:",
+    "cron: ",
+    "\"*/15 9-17 * * MON-FRI\"",
+    "@reboot",
+    "L",
+    "W",
+    "#",
+    "?",
+    "/",
+    "-",
+    "SUN",
+    "JUL",
+    "60",
+    "timezone: ",
+    "America/New_York",
+    "+02:00",
+    "catchup: ",
+    "all",
+    "catchup_window: ",
+    "366d",
 ];
 
 /// A random edit of `text` at a char boundary.
@@ -151,10 +175,20 @@ proptest! {
         }
         compile_and_render(&text);
     }
+
+    #[test]
+    fn mutations_of_a_scheduled_file_never_panic(edits in proptest::collection::vec(edit_strategy(), 1..6)) {
+        let mut text = SCHEDULED.to_string();
+        for edit in &edits {
+            text = apply(&text, edit);
+        }
+        compile_and_render(&text);
+    }
 }
 
 #[test]
-fn the_unmutated_file_is_valid() {
-    // Guards the mutation test: it starts from a file that compiles.
+fn the_unmutated_files_are_valid() {
+    // Guards the mutation tests: they start from files that compile.
     tandem_dsl::compile("full.yaml", FULL).unwrap_or_else(|errors| panic!("{errors}"));
+    tandem_dsl::compile("scheduled.yaml", SCHEDULED).unwrap_or_else(|errors| panic!("{errors}"));
 }

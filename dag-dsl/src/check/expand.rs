@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 
 use crate::check::graph::TaskGraph;
 use crate::check::{TaskPlan, TaskTemplates};
+use crate::schedule::ScheduleSpec;
 use crate::spec::{ParamSpec, TaskAction, TaskIndex, TaskSpec, WorkflowSpec};
 
 /// Everything the spec is made of.
@@ -16,6 +17,7 @@ pub(super) struct Parts<'a, 'r> {
     pub version: String,
     pub params: IndexMap<String, ParamSpec>,
     pub deadline: Option<Duration>,
+    pub schedule: Option<ScheduleSpec>,
     pub plans: &'a [TaskPlan<'r>],
     pub templates: Vec<TaskTemplates>,
     pub graph: &'a TaskGraph,
@@ -113,6 +115,7 @@ pub(super) fn expand(parts: Parts<'_, '_>) -> WorkflowSpec {
         version: parts.version,
         params: parts.params,
         deadline: parts.deadline,
+        schedule: parts.schedule,
         tasks,
     }
 }

@@ -1,12 +1,14 @@
 //! Step 3 of compiling: raw structs → [`WorkflowSpec`]. Every semantic rule is checked here
 //! and every violation reported (names, durations, trigger rules, retry values, `needs`,
-//! cycles, templates, matrices, size limits); the spec is built only when none was found.
+//! cycles, templates, matrices, size limits, the schedule); the spec is built only when none
+//! was found.
 
 mod expand;
 mod fields;
 mod graph;
 mod input;
 mod matrix;
+mod schedule;
 mod size;
 mod templates;
 mod worker;
@@ -46,6 +48,10 @@ pub(crate) fn workflow(
         .deadline
         .as_ref()
         .and_then(|text| fields::duration(report, text, &Path::ROOT.key("deadline"), true));
+    let schedule = raw.schedule.as_ref().and_then(|raw_schedule| {
+        schedule::params_have_defaults(report, raw.params.as_ref(), raw_schedule.pos);
+        schedule::check(report, raw_schedule)
+    });
     let defaults = Defaults::check(report, raw.defaults.as_ref());
 
     // Without `tasks` (already reported) the rest is still checked, against no tasks.
@@ -119,6 +125,7 @@ pub(crate) fn workflow(
         version,
         params,
         deadline,
+        schedule,
         plans: &plans,
         templates: task_templates,
         graph: &graph,

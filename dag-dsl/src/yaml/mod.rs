@@ -157,11 +157,25 @@ pub(crate) fn parse<'a>(file: &str, text: &'a str) -> Result<Yaml<'a>, Diagnosti
             file: file.to_string(),
             line: error.pos.line,
             column: error.pos.column,
+            help: unquoted_star_help(text, error.pos),
             path: String::new(),
             message: error.message,
-            help: None,
         }),
     }
+}
+
+/// A hint for a syntax error at a plain value starting with `*` (YAML reads it as an alias),
+/// which is how an unquoted cron expression fails (`cron: * * * * *`).
+fn unquoted_star_help(text: &str, pos: Pos) -> Option<String> {
+    let line = text.lines().nth(pos.line.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(pos.column.checked_sub(1)?).collect();
+    let value = rest.trim_end();
+    (value.starts_with("* ") || value.starts_with("*/")).then(|| {
+        format!(
+            "a plain value starting with `*` is a YAML alias: quote it, e.g. `\"{}\"`",
+            crate::names::shorten(value)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +243,20 @@ mod tests {
         let error = parse("f.yaml", "a: [1, 2\nb: 3\n").unwrap_err();
         assert!(error.line > 0, "{error}");
         assert!(error.message.starts_with("invalid YAML: "), "{error}");
+    }
+
+    #[test]
+    fn an_unquoted_cron_expression_gets_a_hint() {
+        let error = parse("f.yaml", "cron: */5 * * * *\n").unwrap_err();
+        assert_eq!(
+            error.help.as_deref(),
+            Some(
+                "a plain value starting with `*` is a YAML alias: quote it, e.g. `\"*/5 * * * *\"`"
+            ),
+            "{error}"
+        );
+        let error = parse("f.yaml", "a: *\n").unwrap_err();
+        assert_eq!(error.help, None, "{error}");
     }
 
     #[test]
