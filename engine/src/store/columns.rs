@@ -85,3 +85,26 @@ pub(crate) fn check_idempotency_key(
     }
     Ok(())
 }
+
+/// Refuses a scheduled run `run_id` of `workflow` whose `created` event is not a
+/// `run_created` event of that workflow, for the store at `location`.
+///
+/// Errors: [`StoreError::InvalidAppend`].
+pub(crate) fn check_scheduled_workflow(
+    location: &str,
+    run_id: RunId,
+    workflow: &str,
+    created: &Event,
+) -> Result<(), StoreError> {
+    let invalid = |detail: String| StoreError::InvalidAppend {
+        location: location.to_string(),
+        detail,
+    };
+    let (created_workflow, _, _) = run_created_fields(run_id, created).map_err(invalid)?;
+    if created_workflow != workflow {
+        return Err(invalid(format!(
+            "scheduled run {run_id}: expected a `run_created` event of workflow `{workflow}` (the schedule's), found one of workflow `{created_workflow}`"
+        )));
+    }
+    Ok(())
+}

@@ -1,13 +1,33 @@
 //! Checkpoint stores: the one interface every backend implements, and its shared test suite.
 //!
 //! A store keeps the region's checkpoint log (positions from 1, no gaps), one row per run (a
-//! projection of the log for listing), and the fencing state: every run has an *owner epoch*,
-//! and an append carrying a lower epoch for that run is refused in the same transaction.
-//! Epochs are allocated by the store and grow across all runs. It also keeps the workflows
-//! registered with a region and the idempotency keys of run creations.
+//! projection of the log for listing), the fencing state, the workflows registered with a
+//! region, the idempotency keys of run creations and the runs started by cron schedules.
+//!
+//! # Fencing
+//!
+//! Two fences, checked in the transaction of the write they guard:
+//!
+//! - **Run owners.** Every run has an *owner epoch*; an append carrying a lower epoch for that
+//!   run is refused with [`StoreError::Fenced`]. Owner epochs are allocated by the store
+//!   (`create_run`, `claim_run`) and grow across all runs.
+//! - **Region leader.** The store records the highest *leader epoch* it has seen (the creation
+//!   revision of the region's etcd leader key; 0 = none yet). A handle made with a
+//!   [`LeaderFence`] (`PostgresStore::fenced`, `SqliteStore::fenced`) carries the fence's
+//!   current epoch on every write (`create_run`, `create_run_once`, `create_scheduled_run`,
+//!   `claim_run`, `append`, `put_workflow`, `raise_fence`): in the write's own transaction the
+//!   store checks `epoch >= highest` and raises the highest to `epoch`; otherwise the write
+//!   changes nothing and fails with [`StoreError::Superseded`], and the caller (an ex-leader,
+//!   paused or partitioned while another replica took over) must stop writing. The check is
+//!   serialized with every other fenced write (PostgreSQL: the row lock of `log_head`; SQLite:
+//!   the database write lock), so once a new leader's [`CheckpointStore::raise_fence`] has
+//!   returned, no write of an older leader commits, including one that was already waiting for
+//!   the lock. A handle made without a fence (`tandem run`, tools, tests) skips this check.
+//!   When a write is refused by both fences, `Superseded` is reported.
 
 mod codec;
 mod columns;
+mod fence;
 pub mod postgres;
 pub mod sqlite;
 pub mod suite;
@@ -20,6 +40,8 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{
     Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis,
 };
+
+pub use fence::LeaderFence;
 
 /// Who owns (writes) a run: a process on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,12 +177,12 @@ pub struct StoredWorkflow {
     pub registered_at: UnixMillis,
 }
 
-/// What [`CheckpointStore::create_run_once`] did.
+/// What [`CheckpointStore::create_run_once`] and [`CheckpointStore::create_scheduled_run`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateOutcome {
-    /// The key was unused: the run was created with this owner epoch.
+    /// The key (or schedule tick) was unused: the run was created with this owner epoch.
     Created(Epoch),
-    /// The key was used before: it names this run, and nothing was created.
+    /// The key (or schedule tick) was used before: it names this run, and nothing was created.
     Existing(RunId),
 }
 
@@ -179,6 +201,20 @@ pub enum StoreError {
         epoch: Epoch,
         /// The run's owner epoch in the store.
         owner_epoch: Epoch,
+    },
+    /// The write carries a leader epoch older than the newest the store has seen (region
+    /// fencing, see the module docs): another replica leads the region now. Nothing was
+    /// written; the caller must stop writing and step down.
+    #[error(
+        "write refused: leader epoch {epoch} is older than leader epoch {highest}, the newest this store ({location}) has seen: another replica leads the region now"
+    )]
+    Superseded {
+        /// The leader epoch the write carried.
+        epoch: u64,
+        /// The highest leader epoch the store has seen.
+        highest: u64,
+        /// The store.
+        location: String,
     },
     /// No run with this id.
     #[error("run {run_id} not found in {location}")]
@@ -270,7 +306,11 @@ fn workflow_not_found(name: &str, version: Option<&str>) -> String {
 ///   reader that has seen position N has seen every position below N;
 /// - an append carrying an epoch lower than the owner epoch of any run it touches is refused
 ///   whole with [`StoreError::Fenced`];
-/// - bad input never corrupts stored data: a refused append writes nothing.
+/// - a handle made with a [`LeaderFence`] has each write (every method below that changes
+///   the store) checked against the highest leader epoch in the write's transaction and
+///   refused with [`StoreError::Superseded`] when its epoch is lower (see the module docs);
+///   a handle made without one skips that check;
+/// - bad input never corrupts stored data: a refused write writes nothing.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync {
     /// Where the store lives (a file path, a database URL), for messages.
@@ -281,7 +321,7 @@ pub trait CheckpointStore: Send + Sync {
     /// an [`Event::RunCreated`]) as the run's first checkpoint, in one transaction.
     ///
     /// Returns the owner epoch. Errors: [`StoreError::RunExists`], [`StoreError::InvalidAppend`]
-    /// when `created` is not a `RunCreated` event.
+    /// when `created` is not a `RunCreated` event, [`StoreError::Superseded`].
     async fn create_run(
         &self,
         run_id: RunId,
@@ -292,7 +332,7 @@ pub trait CheckpointStore: Send + Sync {
     /// Takes over run `run_id` for `owner`: allocates a fresh epoch and makes it the run's owner
     /// epoch, so every later append by a previous owner is refused.
     ///
-    /// Returns the new epoch. Errors: [`StoreError::RunNotFound`].
+    /// Returns the new epoch. Errors: [`StoreError::RunNotFound`], [`StoreError::Superseded`].
     async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError>;
 
     /// Appends `batch` atomically (one commit), all checkpoints carrying `epoch`, and returns
@@ -300,7 +340,8 @@ pub trait CheckpointStore: Send + Sync {
     ///
     /// Updates the run table from the events it carries ([`Event::RunFinished`] sets the run's
     /// status). Errors: [`StoreError::Fenced`], [`StoreError::InvalidAppend`] (unknown run, a
-    /// second `RunCreated`); nothing is written then.
+    /// second `RunCreated`), [`StoreError::Superseded`]; nothing is written then. An empty
+    /// batch writes nothing and is not checked against the leader fence.
     async fn append(
         &self,
         epoch: Epoch,
@@ -332,7 +373,8 @@ pub trait CheckpointStore: Send + Sync {
     /// changes, including its registration time and order).
     ///
     /// Errors: [`StoreError::InvalidAppend`] when that (name, version) is registered with a
-    /// different text (a version is the hash of the text, so the caller computed it wrong).
+    /// different text (a version is the hash of the text, so the caller computed it wrong),
+    /// [`StoreError::Superseded`] (also when the version was registered before).
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError>;
 
     /// The workflow registered as (`name`, `version`), or with `version` `None` the version of
@@ -349,7 +391,9 @@ pub trait CheckpointStore: Send + Sync {
     /// nothing and returns that run ([`CreateOutcome::Existing`]), whatever `run_id`, `owner`
     /// and `created` say. Concurrent calls with one key create one run.
     ///
-    /// Errors: those of `create_run`, and [`StoreError::InvalidAppend`] for an empty key.
+    /// Errors: those of `create_run`, and [`StoreError::InvalidAppend`] for an empty key. A
+    /// fenced handle whose epoch is superseded gets [`StoreError::Superseded`] whether or not
+    /// the key was used.
     async fn create_run_once(
         &self,
         idempotency_key: &str,
@@ -357,4 +401,43 @@ pub trait CheckpointStore: Send + Sync {
         owner: &Owner,
         created: Event,
     ) -> Result<CreateOutcome, StoreError>;
+
+    /// Records this handle's leader epoch as the highest the store has seen, refusing it when
+    /// the store has seen a higher one. A new leader calls it before its first write, so that
+    /// from its return on every write of an older leader is refused.
+    ///
+    /// Returns the highest leader epoch (this handle's); `Ok(0)` without touching the store
+    /// for a handle made without a [`LeaderFence`]. Errors: [`StoreError::Superseded`].
+    async fn raise_fence(&self) -> Result<u64, StoreError>;
+
+    /// The highest leader epoch the store has seen (0 when no fenced handle ever wrote).
+    async fn leader_epoch(&self) -> Result<u64, StoreError>;
+
+    /// The latest registered version (as [`CheckpointStore::get_workflow`] with no version
+    /// gives it) of every workflow name, ordered by name (byte order); empty when none is
+    /// registered.
+    async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError>;
+
+    /// Starts the run of `workflow`'s cron schedule for `tick` (the tick's time, ms since the
+    /// Unix epoch) at most once, atomically: when no run was created for (`workflow`, `tick`),
+    /// does what [`CheckpointStore::create_run`] does and records the tick for `run_id` in the
+    /// same transaction ([`CreateOutcome::Created`]); otherwise creates nothing and returns
+    /// that tick's run ([`CreateOutcome::Existing`]), whatever `run_id`, `owner` and `created`
+    /// say. Concurrent calls for one tick create one run.
+    ///
+    /// Errors: those of `create_run`; [`StoreError::InvalidAppend`] when `created` is a run of
+    /// another workflow than `workflow`; [`StoreError::Superseded`] (also when the tick's run
+    /// exists).
+    async fn create_scheduled_run(
+        &self,
+        workflow: &str,
+        tick: UnixMillis,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// The latest tick of `workflow`'s schedule that has a run (the highest `tick` given to a
+    /// successful [`CheckpointStore::create_scheduled_run`]), or `None` when none has.
+    async fn last_schedule_tick(&self, workflow: &str) -> Result<Option<UnixMillis>, StoreError>;
 }

@@ -17,21 +17,32 @@
 //!   commit one at a time, at most about 1 / (commit latency) appends per second (about 600/s
 //!   measured with 0.9 ms commits), whatever the pool size and the number of writers;
 //!   throughput comes from batching many checkpoints per append. Reads never wait for it.
-//! - Fencing: an append locks the rows of its runs (`FOR KEY SHARE`) and checks their owner
-//!   epochs in its transaction; a claim locks the run `FOR UPDATE` and takes the next value of
-//!   the store-wide sequence `epochs`, so a claim and an append of one run are ordered.
+//! - Fencing by run owner: an append locks the rows of its runs (`FOR KEY SHARE`) and checks
+//!   their owner epochs in its transaction; a claim locks the run `FOR UPDATE` and takes the
+//!   next value of the store-wide sequence `epochs`, so a claim and an append of one run are
+//!   ordered.
+//! - Fencing by region leader ([`PostgresStore::fenced`]): the highest leader epoch is column
+//!   `leader_epoch` of `log_head`. Each write of a fenced handle raises it with an `UPDATE
+//!   log_head ... WHERE leader_epoch <= epoch` in its transaction (appends and creations in
+//!   the `UPDATE` that takes their positions; claims after locking the run; registrations
+//!   first), so the check holds the head's row lock until the commit, and a write that waited
+//!   for that lock while another handle raised the epoch is re-checked against the committed
+//!   value (READ COMMITTED re-evaluates an `UPDATE`'s `WHERE` on the new row version) and
+//!   refused with [`StoreError::Superseded`]. Unfenced handles leave the column alone.
 //! - PostgreSQL going away: every call retries connection failures (and serialization
 //!   failures and deadlocks) with exponential backoff, logging a warning per retry, for up to
 //!   [`PostgresConfig::retry_for`]; then it fails with [`StoreError::Backend`]. Each write
 //!   carries a fresh id recorded in table `batches` in the same transaction, so a write whose
 //!   `COMMIT` outcome was lost with the connection is not applied twice: the retry finds the
-//!   id and returns the first outcome.
+//!   id and returns the first outcome (which passed the fences when it committed). A retry
+//!   that finds no committed id is checked like a first attempt.
 //! - Errors name the server as `postgres://user@host:port/db` (never the password).
 
 mod catalog;
 mod connect;
 mod create;
 mod error;
+mod fence;
 mod migrate;
 mod read;
 mod retry;
@@ -42,6 +53,8 @@ mod tests;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
+mod tests_fence;
+#[cfg(test)]
 mod tests_outage;
 
 use std::sync::Arc;
@@ -50,12 +63,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 
+use self::create::Once;
+use self::fence::FenceEpoch;
 use self::retry::with_retry;
-use super::columns::check_idempotency_key;
+use super::columns::{check_idempotency_key, check_scheduled_workflow};
 use super::{
-    CheckpointStore, CreateOutcome, Owner, RunFilter, RunSummary, StoreError, StoredWorkflow,
+    CheckpointStore, CreateOutcome, LeaderFence, Owner, RunFilter, RunSummary, StoreError,
+    StoredWorkflow,
 };
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
+use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId, UnixMillis};
 
 pub use connect::redact_url;
 
@@ -112,9 +128,14 @@ struct Inner {
 
 /// The PostgreSQL [`CheckpointStore`]. Cheap to clone: clones share the connection pool.
 /// Several processes (engine replicas, tools) may use one database at once.
+///
+/// A handle from [`PostgresStore::connect`] is unfenced; [`PostgresStore::fenced`] makes one
+/// whose writes carry a leader epoch (see the module docs).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// The leader epoch this handle's writes carry; `None`: unfenced.
+    fence: Option<LeaderFence>,
 }
 
 impl PostgresStore {
@@ -129,6 +150,7 @@ impl PostgresStore {
         let (pool, context) = connect::pool(&config)?;
         let store = PostgresStore {
             inner: Arc::new(Inner { context, pool }),
+            fence: None,
         };
         with_retry!(
             store,
@@ -136,6 +158,26 @@ impl PostgresStore {
             |client, _attempt| { migrate::migrate(&store.inner.context, &mut client) }
         )?;
         Ok(store)
+    }
+
+    /// A handle to the same store, sharing this one's connection pool, whose every write
+    /// carries `fence`'s epoch at the time of the write: checked against the highest leader
+    /// epoch the store has seen, and refused with [`StoreError::Superseded`] when lower (see
+    /// the module docs). Replaces any fence of this handle.
+    pub fn fenced(&self, fence: LeaderFence) -> PostgresStore {
+        PostgresStore {
+            inner: Arc::clone(&self.inner),
+            fence: Some(fence),
+        }
+    }
+
+    /// The epoch the coming write carries (`None`: unfenced), read once per call so that its
+    /// retries carry the same one.
+    fn fence_epoch(&self) -> Result<Option<FenceEpoch>, StoreError> {
+        FenceEpoch::new(
+            &self.inner.context,
+            self.fence.as_ref().map(LeaderFence::get),
+        )
     }
 
     /// The pool's counts (size, available connections, waiting callers), for metrics.
@@ -167,9 +209,18 @@ impl CheckpointStore for PostgresStore {
     ) -> Result<Epoch, StoreError> {
         let context = &self.inner.context;
         let run = create::NewRun::new(context, run_id, owner, &created)?;
+        let fence = self.fence_epoch()?;
         let batch_id = uuid::Uuid::now_v7();
         let outcome = with_retry!(self, "creating a run", |client, attempt| {
-            create::create_run(context, &mut client, &run, None, batch_id, attempt)
+            create::create_run(
+                context,
+                &mut client,
+                &run,
+                Once::Never,
+                fence,
+                batch_id,
+                attempt,
+            )
         })?;
         match outcome {
             CreateOutcome::Created(epoch) => Ok(epoch),
@@ -185,8 +236,9 @@ impl CheckpointStore for PostgresStore {
     async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError> {
         let context = &self.inner.context;
         let owner = create::OwnerColumns::new(context, owner)?;
+        let fence = self.fence_epoch()?;
         with_retry!(self, "claiming a run", |client, _attempt| {
-            create::claim_run(context, &mut client, run_id, &owner)
+            create::claim_run(context, &mut client, run_id, &owner, fence)
         })
     }
 
@@ -200,9 +252,10 @@ impl CheckpointStore for PostgresStore {
         }
         let context = &self.inner.context;
         let encoded = write::Encoded::new(context, epoch, &batch)?;
+        let fence = self.fence_epoch()?;
         let batch_id = uuid::Uuid::now_v7();
         with_retry!(self, "appending checkpoints", |client, attempt| {
-            write::append(context, &mut client, &encoded, batch_id, attempt)
+            write::append(context, &mut client, &encoded, fence, batch_id, attempt)
         })
     }
 
@@ -247,8 +300,9 @@ impl CheckpointStore for PostgresStore {
 
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError> {
         let context = &self.inner.context;
+        let fence = self.fence_epoch()?;
         with_retry!(self, "registering a workflow", |client, _attempt| {
-            catalog::put_workflow(context, &client, workflow)
+            catalog::put_workflow(context, &mut client, workflow, fence)
         })
     }
 
@@ -273,16 +327,77 @@ impl CheckpointStore for PostgresStore {
         let context = &self.inner.context;
         check_idempotency_key(&context.location, run_id, idempotency_key)?;
         let run = create::NewRun::new(context, run_id, owner, &created)?;
+        let fence = self.fence_epoch()?;
         let batch_id = uuid::Uuid::now_v7();
         with_retry!(self, "creating a run once", |client, attempt| {
             create::create_run(
                 context,
                 &mut client,
                 &run,
-                Some(idempotency_key),
+                Once::Key(idempotency_key),
+                fence,
                 batch_id,
                 attempt,
             )
         })
+    }
+
+    async fn raise_fence(&self) -> Result<u64, StoreError> {
+        let Some(fence) = self.fence_epoch()? else {
+            return Ok(0);
+        };
+        let context = &self.inner.context;
+        with_retry!(self, "raising the leader epoch", |client, _attempt| {
+            fence::raise_fence(context, &client, fence)
+        })
+    }
+
+    async fn leader_epoch(&self) -> Result<u64, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "reading the leader epoch", |client, _attempt| {
+            fence::highest(context, &client, "reading the leader epoch")
+        })
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "listing workflows", |client, _attempt| {
+            catalog::list_workflows(context, &client)
+        })
+    }
+
+    async fn create_scheduled_run(
+        &self,
+        workflow: &str,
+        tick: UnixMillis,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError> {
+        let context = &self.inner.context;
+        check_scheduled_workflow(&context.location, run_id, workflow, &created)?;
+        let run = create::NewRun::new(context, run_id, owner, &created)?;
+        let fence = self.fence_epoch()?;
+        let batch_id = uuid::Uuid::now_v7();
+        with_retry!(self, "creating a scheduled run", |client, attempt| {
+            create::create_run(
+                context,
+                &mut client,
+                &run,
+                Once::Tick { workflow, tick },
+                fence,
+                batch_id,
+                attempt,
+            )
+        })
+    }
+
+    async fn last_schedule_tick(&self, workflow: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(
+            self,
+            "reading the last schedule tick",
+            |client, _attempt| { catalog::last_schedule_tick(context, &client, workflow) }
+        )
     }
 }

@@ -8,17 +8,22 @@
 //! - Async: every call runs on tokio's blocking pool. A handle has one writer connection and
 //!   one reader connection (each behind a mutex); in WAL mode readers see the last commit and
 //!   are never blocked by a write in progress.
+//! - Fencing by region leader ([`SqliteStore::fenced`]): the highest leader epoch is the
+//!   `meta` row `leader_epoch`; each write of a fenced handle reads and raises it inside its
+//!   transaction, which holds the database's write lock from its start, so the check is
+//!   serialized with every write of every process and connection (see [`crate::store`]).
 //! - Damage: a file that is not a SQLite database, a truncated one, or a SQLite database of
 //!   another application is refused at open with [`StoreError::Corrupt`]; a store written by a
 //!   newer Tandem with [`StoreError::SchemaTooNew`]. Damage found later (a malformed page, a
 //!   payload that does not decode) gives [`StoreError::Corrupt`] naming what was found where.
 //!
 //! Layout of the file: see [`schema`] (tables `meta`, `runs`, `checkpoints`, `workflows`,
-//! `idempotency_keys`, migrations).
+//! `idempotency_keys`, `schedule_ticks`, migrations).
 
 mod catalog;
 mod create;
 mod error;
+mod fence;
 mod preflight;
 mod read;
 pub mod schema;
@@ -31,6 +36,8 @@ mod tests_crash;
 #[cfg(test)]
 mod tests_damage;
 #[cfg(test)]
+mod tests_fence;
+#[cfg(test)]
 mod tests_migrate;
 #[cfg(test)]
 mod tests_suite_faults;
@@ -42,11 +49,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::columns::check_idempotency_key;
+use self::create::Once;
+use super::columns::{check_idempotency_key, check_scheduled_workflow};
 use super::{
-    CheckpointStore, CreateOutcome, Owner, RunFilter, RunSummary, StoreError, StoredWorkflow,
+    CheckpointStore, CreateOutcome, LeaderFence, Owner, RunFilter, RunSummary, StoreError,
+    StoredWorkflow,
 };
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
+use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId, UnixMillis};
 
 /// How [`SqliteStore::open_with`] opens a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +99,14 @@ struct Inner {
 
 /// The embedded, single-file [`CheckpointStore`]. Cheap to clone: clones share the same
 /// connections. Open one handle per process; several processes may share the file.
+///
+/// A handle from [`SqliteStore::open`] is unfenced; [`SqliteStore::fenced`] makes one whose
+/// writes carry a leader epoch (see the module docs).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// The leader epoch this handle's writes carry; `None`: unfenced.
+    fence: Option<LeaderFence>,
 }
 
 impl SqliteStore {
@@ -148,7 +162,24 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
             }),
+            fence: None,
         })
+    }
+
+    /// A handle to the same store, sharing this one's connections, whose every write carries
+    /// `fence`'s epoch at the time of the write: checked against the highest leader epoch the
+    /// store has seen, and refused with [`StoreError::Superseded`] when lower (see the module
+    /// docs). Replaces any fence of this handle.
+    pub fn fenced(&self, fence: LeaderFence) -> SqliteStore {
+        SqliteStore {
+            inner: Arc::clone(&self.inner),
+            fence: Some(fence),
+        }
+    }
+
+    /// The leader epoch the coming write carries (`None`: unfenced).
+    fn leader_epoch_now(&self) -> Option<u64> {
+        self.fence.as_ref().map(LeaderFence::get)
     }
 
     /// The store's file.
@@ -275,17 +306,19 @@ impl CheckpointStore for SqliteStore {
         created: Event,
     ) -> Result<Epoch, StoreError> {
         let owner = owner.clone();
+        let leader_epoch = self.leader_epoch_now();
         self.with_writer("creating a run", move |context, connection| {
             let run = create::NewRun::new(context, run_id, &owner, &created)?;
-            create::create_run(context, connection, &run)
+            create::create_run(context, connection, &run, leader_epoch)
         })
         .await
     }
 
     async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError> {
         let owner = owner.clone();
+        let leader_epoch = self.leader_epoch_now();
         self.with_writer("claiming a run", move |context, connection| {
-            create::claim_run(context, connection, run_id, &owner)
+            create::claim_run(context, connection, run_id, &owner, leader_epoch)
         })
         .await
     }
@@ -298,8 +331,9 @@ impl CheckpointStore for SqliteStore {
         if batch.is_empty() {
             return self.latest_position().await;
         }
+        let leader_epoch = self.leader_epoch_now();
         self.with_writer("appending checkpoints", move |context, connection| {
-            write::append(context, connection, epoch, &batch)
+            write::append(context, connection, epoch, &batch, leader_epoch)
         })
         .await
     }
@@ -346,8 +380,9 @@ impl CheckpointStore for SqliteStore {
 
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError> {
         let workflow = workflow.clone();
+        let leader_epoch = self.leader_epoch_now();
         self.with_writer("registering a workflow", move |context, connection| {
-            catalog::put_workflow(context, connection, &workflow)
+            catalog::put_workflow(context, connection, &workflow, leader_epoch)
         })
         .await
     }
@@ -375,10 +410,67 @@ impl CheckpointStore for SqliteStore {
         check_idempotency_key(&self.inner.context.location, run_id, idempotency_key)?;
         let key = idempotency_key.to_string();
         let owner = owner.clone();
+        let leader_epoch = self.leader_epoch_now();
         self.with_writer("creating a run once", move |context, connection| {
             let run = create::NewRun::new(context, run_id, &owner, &created)?;
-            create::create_run_once(context, connection, &key, &run)
+            create::create_run_once(context, connection, Once::Key(&key), &run, leader_epoch)
         })
+        .await
+    }
+
+    async fn raise_fence(&self) -> Result<u64, StoreError> {
+        let Some(leader_epoch) = self.leader_epoch_now() else {
+            return Ok(0);
+        };
+        self.with_writer("raising the leader epoch", move |context, connection| {
+            fence::raise_fence(context, connection, leader_epoch)
+        })
+        .await
+    }
+
+    async fn leader_epoch(&self) -> Result<u64, StoreError> {
+        self.with_reader("reading the leader epoch", |context, connection| {
+            fence::highest(context, connection)
+        })
+        .await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
+        self.with_reader("listing workflows", |context, connection| {
+            catalog::list_workflows(context, connection)
+        })
+        .await
+    }
+
+    async fn create_scheduled_run(
+        &self,
+        workflow: &str,
+        tick: UnixMillis,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError> {
+        check_scheduled_workflow(&self.inner.context.location, run_id, workflow, &created)?;
+        let workflow = workflow.to_string();
+        let owner = owner.clone();
+        let leader_epoch = self.leader_epoch_now();
+        self.with_writer("creating a scheduled run", move |context, connection| {
+            let run = create::NewRun::new(context, run_id, &owner, &created)?;
+            let once = Once::Tick {
+                workflow: &workflow,
+                tick,
+            };
+            create::create_run_once(context, connection, once, &run, leader_epoch)
+        })
+        .await
+    }
+
+    async fn last_schedule_tick(&self, workflow: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let workflow = workflow.to_string();
+        self.with_reader(
+            "reading the last schedule tick",
+            move |context, connection| catalog::last_schedule_tick(context, connection, &workflow),
+        )
         .await
     }
 }

@@ -1,23 +1,30 @@
-//! The workflows registered with the store (table `workflows`).
+//! The workflows registered with the store (table `workflows`) and the ticks of their
+//! schedules that started a run (table `schedule_ticks`).
 
 use tokio_postgres::Row;
 
 use super::Context;
 use super::error::{corrupt, invalid, pg};
+use super::fence::{self, FenceEpoch};
 use super::retry::Failure;
+use crate::checkpoint::UnixMillis;
 use crate::store::{StoreError, StoredWorkflow, workflow_text_conflict};
 
 const WORKFLOW_COLUMNS: &str = "name, version, source, file_name, registered_at";
 
-/// See [`crate::store::CheckpointStore::put_workflow`]. After a connection lost during the
+/// See [`crate::store::CheckpointStore::put_workflow`]; `fence` is the handle's leader epoch
+/// (`None`: unfenced), checked first in the transaction. After a connection lost during the
 /// commit, the retry finds the workflow stored and reports `false`.
 pub(super) async fn put_workflow(
     context: &Context,
-    client: &deadpool_postgres::Client,
+    client: &mut deadpool_postgres::Client,
     workflow: &StoredWorkflow,
+    fence: Option<FenceEpoch>,
 ) -> Result<bool, Failure> {
     let doing = "registering a workflow";
     let failed = |error| pg(context, doing, error);
+    let client = client.transaction().await.map_err(failed)?;
+    fence::check(context, &client, fence, doing).await?;
     let insert = client
         .prepare_cached(&format!(
             "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
@@ -39,6 +46,7 @@ pub(super) async fn put_workflow(
         .await
         .map_err(failed)?;
     if inserted.is_some() {
+        client.commit().await.map_err(failed)?;
         return Ok(true);
     }
     let source: String = client
@@ -50,6 +58,8 @@ pub(super) async fn put_workflow(
         .and_then(|row| row.try_get(0))
         .map_err(failed)?;
     if source == workflow.source {
+        // Keeps the leader epoch the check raised.
+        client.commit().await.map_err(failed)?;
         Ok(false)
     } else {
         Err(Failure::Final(invalid(
@@ -86,6 +96,52 @@ pub(super) async fn get_workflow(
             version: version.map(str::to_string),
         })),
     }
+}
+
+/// See [`crate::store::CheckpointStore::list_workflows`]: the row registered last of each
+/// name, in byte order of the names (collation `C`, whatever the database's collation).
+pub(super) async fn list_workflows(
+    context: &Context,
+    client: &deadpool_postgres::Client,
+) -> Result<Vec<StoredWorkflow>, Failure> {
+    let doing = "listing workflows";
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows AS w
+             WHERE registration = (
+                 SELECT max(registration) FROM workflows AS v WHERE v.name = w.name
+             )
+             ORDER BY name COLLATE \"C\""
+        ))
+        .await
+        .map_err(|error| pg(context, doing, error))?;
+    let rows = client
+        .query(&statement, &[])
+        .await
+        .map_err(|error| pg(context, doing, error))?;
+    Ok(rows
+        .iter()
+        .map(|row| decode(context, row))
+        .collect::<Result<_, _>>()?)
+}
+
+/// See [`crate::store::CheckpointStore::last_schedule_tick`].
+pub(super) async fn last_schedule_tick(
+    context: &Context,
+    client: &deadpool_postgres::Client,
+    workflow: &str,
+) -> Result<Option<UnixMillis>, Failure> {
+    let doing = "reading the last schedule tick";
+    let statement = client
+        .prepare_cached("SELECT max(tick) FROM schedule_ticks WHERE workflow = $1")
+        .await
+        .map_err(|error| pg(context, doing, error))?;
+    let tick: Option<i64> = client
+        .query_one(&statement, &[&workflow])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|error| pg(context, doing, error))?;
+    Ok(tick)
 }
 
 fn decode(context: &Context, row: &Row) -> Result<StoredWorkflow, StoreError> {

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 
 use super::{PostgresConfig, PostgresStore};
 use crate::store::suite::{self, StoreFactory};
-use crate::store::{CheckpointStore, StoreError};
+use crate::store::{CheckpointStore, LeaderFence, StoreError};
 use crate::testing::TempPostgres;
 
 /// The server every test of this binary shares (stopped by its watchdog when the binary
@@ -71,6 +71,18 @@ impl StoreFactory for PostgresFactory {
             PostgresStore::connect(config(&store.location())).await?,
         ))
     }
+
+    async fn fenced_handle(
+        &self,
+        store: &dyn CheckpointStore,
+        fence: LeaderFence,
+    ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        Ok(Arc::new(
+            PostgresStore::connect(config(&store.location()))
+                .await?
+                .fenced(fence),
+        ))
+    }
 }
 
 /// One `#[tokio::test]` per single-store test of the suite, each on a fresh database.
@@ -99,7 +111,33 @@ suite_tests!(
     test_list_runs_pages,
     test_workflows,
     test_create_run_once,
+    test_scheduled_runs,
+    test_list_workflows,
 );
+
+/// One `#[tokio::test]` per leader fence test of the suite, each on a fresh database.
+macro_rules! leader_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            suite::$name(&suite::leaders(&PostgresFactory).await).await;
+        }
+    )*};
+}
+
+leader_tests!(
+    test_leader_fence_refuses_every_write,
+    test_leader_fence_is_monotonic,
+    test_leader_fence_across_handles,
+    test_unfenced_handles_ignore_the_leader_fence,
+    test_leader_change_under_concurrent_writes,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_concurrent_scheduled_runs() {
+    let (first, second) = suite::two_handles(&PostgresFactory).await;
+    suite::test_concurrent_scheduled_runs(&[first, second]).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_fencing_across_handles() {

@@ -147,12 +147,12 @@ async fn store_write_retried_after_its_commit_lands_once() {
     let encoded = Encoded::new(context, epoch, &batch).unwrap();
     let batch_id = uuid::Uuid::now_v7();
     let mut client = store.client().await.unwrap();
-    let first = append(context, &mut client, &encoded, batch_id, 1)
+    let first = append(context, &mut client, &encoded, None, batch_id, 1)
         .await
         .unwrap();
     assert_eq!(first, 3);
     // The caller lost the connection before hearing the outcome and tries again.
-    let again = append(context, &mut client, &encoded, batch_id, 2)
+    let again = append(context, &mut client, &encoded, None, batch_id, 2)
         .await
         .unwrap();
     assert_eq!(
@@ -160,9 +160,16 @@ async fn store_write_retried_after_its_commit_lands_once() {
         "the retry reports the first attempt's position"
     );
     assert_eq!(suite::latest(&store).await, 3, "and appends nothing");
-    let other = append(context, &mut client, &encoded, uuid::Uuid::now_v7(), 1)
-        .await
-        .unwrap();
+    let other = append(
+        context,
+        &mut client,
+        &encoded,
+        None,
+        uuid::Uuid::now_v7(),
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(other, 5, "another write id is another write");
 }
 
@@ -207,7 +214,15 @@ async fn store_write_retried_while_its_first_attempt_still_commits_lands_once() 
         let store = store.clone();
         tokio::spawn(async move {
             let mut client = store.client().await.unwrap();
-            append(&store.inner.context, &mut client, &encoded, batch_id, 2).await
+            append(
+                &store.inner.context,
+                &mut client,
+                &encoded,
+                None,
+                batch_id,
+                2,
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;

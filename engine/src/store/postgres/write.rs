@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Context;
 use super::error::{backend, corrupt, invalid, is_unique_violation, pg};
+use super::fence::{self, FenceEpoch};
 use super::retry::Failure;
 use crate::checkpoint::{Epoch, Event, LogPosition, NewCheckpoint, now_millis};
 use crate::store::columns::epoch_column;
@@ -102,13 +103,15 @@ impl Encoded {
 ///    `FOR UPDATE` waits for this append, or this append for the claim) and decide whether
 ///    every run exists and accepts the epoch;
 /// 2. only then take the positions from the head of the log, whose row lock is held until
-///    the commit, so positions are handed out in commit order;
+///    the commit, so positions are handed out in commit order; a fenced append (`$12` not
+///    `NULL`) also checks and raises the leader epoch there (see `fence.rs`: a head updated
+///    meanwhile is re-checked in its committed version);
 /// 3. record the write id, insert the checkpoints, record finished runs.
 ///
-/// When step 1 refuses, nothing is written and the runs' owner epochs come back for the
-/// error. `$1` batch size, `$2` write id, `$3` epoch, `$4` commit time, `$5`-`$7` per
-/// checkpoint: run id, kind, payload; `$8` the runs; `$9`-`$11` the finished runs, their
-/// status and end time.
+/// When step 1 or the leader fence refuses, nothing is written and the runs' owner epochs
+/// come back for the error. `$1` batch size, `$2` write id, `$3` epoch, `$4` commit time,
+/// `$5`-`$7` per checkpoint: run id, kind, payload; `$8` the runs; `$9`-`$11` the finished
+/// runs, their status and end time; `$12` the leader epoch (`NULL`: unfenced).
 const APPEND: &str = "
 WITH owners AS (
     SELECT run_id, owner_epoch FROM runs WHERE run_id = ANY($8::uuid[]) FOR KEY SHARE
@@ -117,7 +120,9 @@ WITH owners AS (
         AS accepted
     FROM owners
 ), head AS (
-    UPDATE log_head SET last = last + $1 WHERE (SELECT accepted FROM verdict) RETURNING last
+    UPDATE log_head SET last = last + $1, leader_epoch = coalesce($12::bigint, leader_epoch)
+    WHERE (SELECT accepted FROM verdict) AND ($12::bigint IS NULL OR leader_epoch <= $12::bigint)
+    RETURNING last
 ), batch AS (
     INSERT INTO batches (batch_id, last_position, epoch) SELECT $2, last, $3 FROM head
 ), appended AS (
@@ -133,13 +138,16 @@ WITH owners AS (
 SELECT (SELECT last FROM head), ARRAY(SELECT run_id FROM owners),
     ARRAY(SELECT owner_epoch FROM owners)";
 
-/// See [`crate::store::CheckpointStore::append`]; the batch is not empty. `batch_id`
-/// identifies the write across attempts: a retry (`attempt` > 1) whose first attempt
-/// committed returns that attempt's position instead of appending again.
+/// See [`crate::store::CheckpointStore::append`]; the batch is not empty; `fence` is the
+/// handle's leader epoch (`None`: unfenced). `batch_id` identifies the write across attempts:
+/// a retry (`attempt` > 1) whose first attempt committed returns that attempt's position
+/// instead of appending again, also when the retry itself is refused (the first attempt was
+/// checked when it committed).
 pub(super) async fn append(
     context: &Context,
     client: &mut deadpool_postgres::Client,
     encoded: &Encoded,
+    fence: Option<FenceEpoch>,
     batch_id: Uuid,
     attempt: u32,
 ) -> Result<LogPosition, Failure> {
@@ -168,6 +176,7 @@ pub(super) async fn append(
                 &encoded.finished_runs,
                 &encoded.finished_statuses,
                 &encoded.finished_at,
+                &fence::parameter(fence),
             ],
         )
         .await;
@@ -191,6 +200,16 @@ pub(super) async fn append(
     match last {
         Some(last) => Ok(position_from(context, last, "the appended position")?),
         None => {
+            // Refused. A first attempt still committing when this statement started has
+            // finished now (it held the head's lock), so a new statement sees it.
+            if attempt > 1
+                && let Some((last, _)) = committed_batch(context, client, batch_id).await?
+            {
+                return Ok(last);
+            }
+            if let Some(error) = fence::superseded_by(context, &*client, fence, doing).await? {
+                return Err(Failure::Final(error));
+            }
             let runs: Vec<Uuid> = row.try_get(1).map_err(failed)?;
             let epochs: Vec<i64> = row.try_get(2).map_err(failed)?;
             Err(Failure::Final(refusal(context, encoded, &runs, &epochs)?))

@@ -1,22 +1,28 @@
-//! The workflows registered with the store (table `workflows`).
+//! The workflows registered with the store (table `workflows`) and the ticks of their
+//! schedules that started a run (table `schedule_ticks`).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Context;
 use super::error::{corrupt, sql};
+use super::fence;
 use super::write::{begin, commit, invalid};
+use crate::checkpoint::UnixMillis;
 use crate::store::{StoreError, StoredWorkflow};
 
 const WORKFLOW_COLUMNS: &str = "name, version, source, file_name, registered_at";
 
-/// See [`crate::store::CheckpointStore::put_workflow`].
+/// See [`crate::store::CheckpointStore::put_workflow`]; `leader_epoch` is the handle's
+/// (`None`: unfenced), checked first in the transaction.
 pub(super) fn put_workflow(
     context: &Context,
     connection: &mut Connection,
     workflow: &StoredWorkflow,
+    leader_epoch: Option<u64>,
 ) -> Result<bool, StoreError> {
     let doing = "registering a workflow";
     let transaction = begin(context, connection, doing)?;
+    fence::check(context, &transaction, leader_epoch)?;
     let existing: Option<String> = transaction
         .prepare_cached("SELECT source FROM workflows WHERE name = ?1 AND version = ?2")
         .and_then(|mut statement| {
@@ -27,6 +33,8 @@ pub(super) fn put_workflow(
         .map_err(|error| sql(context, doing, error))?;
     if let Some(source) = existing {
         return if source == workflow.source {
+            // Keeps the leader epoch the check raised.
+            commit(context, transaction, doing)?;
             Ok(false)
         } else {
             Err(different_text(context, workflow))
@@ -78,6 +86,42 @@ pub(super) fn get_workflow(
             version: version.map(str::to_string),
         }),
     }
+}
+
+/// See [`crate::store::CheckpointStore::list_workflows`]: the row registered last (highest
+/// `registration`) of each name, in byte order of the names (SQLite's `BINARY` collation).
+pub(super) fn list_workflows(
+    context: &Context,
+    connection: &mut Connection,
+) -> Result<Vec<StoredWorkflow>, StoreError> {
+    let doing = "listing workflows";
+    let rows = connection
+        .prepare_cached(&format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows AS w
+             WHERE registration = (
+                 SELECT max(registration) FROM workflows AS v WHERE v.name = w.name
+             )
+             ORDER BY name"
+        ))
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok(decode(context, row)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|error| sql(context, doing, error))?;
+    rows.into_iter().collect()
+}
+
+/// See [`crate::store::CheckpointStore::last_schedule_tick`].
+pub(super) fn last_schedule_tick(
+    context: &Context,
+    connection: &mut Connection,
+    workflow: &str,
+) -> Result<Option<UnixMillis>, StoreError> {
+    connection
+        .prepare_cached("SELECT max(tick) FROM schedule_ticks WHERE workflow = ?1")
+        .and_then(|mut statement| statement.query_row([workflow], |row| row.get(0)))
+        .map_err(|error| sql(context, "reading the last schedule tick", error))
 }
 
 fn decode(context: &Context, row: &Row<'_>) -> Result<StoredWorkflow, StoreError> {

@@ -1,9 +1,11 @@
-//! The ownership transactions: create a run (at most once per idempotency key), claim a run.
+//! The ownership transactions: create a run (at most once per idempotency key or schedule
+//! tick), claim a run.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::Context;
 use super::error::sql;
+use super::fence;
 use super::write::{
     allocate_epoch, begin, commit, encode, find_run, invalid, latest_position, owner_columns,
 };
@@ -50,51 +52,122 @@ impl<'a> NewRun<'a> {
     }
 }
 
-/// See [`crate::store::CheckpointStore::create_run`].
+/// See [`crate::store::CheckpointStore::create_run`]; `leader_epoch` is the handle's
+/// (`None`: unfenced), checked first in the transaction.
 pub(super) fn create_run(
     context: &Context,
     connection: &mut Connection,
     run: &NewRun<'_>,
+    leader_epoch: Option<u64>,
 ) -> Result<Epoch, StoreError> {
     let transaction = begin(context, connection, "creating a run")?;
+    fence::check(context, &transaction, leader_epoch)?;
     let (epoch, _) = insert_run(context, &transaction, run)?;
     commit(context, transaction, "recording the new run")?;
     Ok(epoch)
 }
 
-/// See [`crate::store::CheckpointStore::create_run_once`]; `key` is not empty.
+/// What makes a creation happen at most once.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Once<'a> {
+    /// An idempotency key (table `idempotency_keys`, not empty): `create_run_once`.
+    Key(&'a str),
+    /// A tick of a workflow's schedule (table `schedule_ticks`): `create_scheduled_run`.
+    Tick {
+        /// The workflow.
+        workflow: &'a str,
+        /// The tick, ms since the Unix epoch.
+        tick: i64,
+    },
+}
+
+impl Once<'_> {
+    /// What was being done, for errors.
+    fn doing(self) -> &'static str {
+        match self {
+            Once::Key(_) => "creating a run once per idempotency key",
+            Once::Tick { .. } => "creating a run once per schedule tick",
+        }
+    }
+
+    /// The key or tick, for errors.
+    fn describe(self) -> String {
+        match self {
+            Once::Key(key) => format!("idempotency key `{key}`"),
+            Once::Tick { workflow, tick } => {
+                format!("tick {tick} of the schedule of workflow `{workflow}`")
+            }
+        }
+    }
+}
+
+/// See [`crate::store::CheckpointStore::create_run_once`] ([`Once::Key`]) and
+/// [`crate::store::CheckpointStore::create_scheduled_run`] ([`Once::Tick`]); `leader_epoch`
+/// is the handle's (`None`: unfenced), checked first in the transaction.
 pub(super) fn create_run_once(
     context: &Context,
     connection: &mut Connection,
-    key: &str,
+    once: Once<'_>,
     run: &NewRun<'_>,
+    leader_epoch: Option<u64>,
 ) -> Result<CreateOutcome, StoreError> {
-    let doing = "creating a run once per idempotency key";
+    let doing = once.doing();
     let transaction = begin(context, connection, doing)?;
-    let existing: Option<Vec<u8>> = transaction
-        .prepare_cached(
-            "SELECT r.run_id FROM idempotency_keys AS k JOIN runs AS r ON r.run_key = k.run_key
-             WHERE k.idempotency_key = ?1",
-        )
-        .and_then(|mut statement| statement.query_row([key], |row| row.get(0)).optional())
-        .map_err(|error| sql(context, doing, error))?;
+    fence::check(context, &transaction, leader_epoch)?;
+    let existing: Option<Vec<u8>> = match once {
+        Once::Key(key) => transaction
+            .prepare_cached(
+                "SELECT r.run_id FROM idempotency_keys AS k JOIN runs AS r ON r.run_key = k.run_key
+                 WHERE k.idempotency_key = ?1",
+            )
+            .and_then(|mut statement| statement.query_row([key], |row| row.get(0)).optional()),
+        Once::Tick { workflow, tick } => transaction
+            .prepare_cached(
+                "SELECT r.run_id FROM schedule_ticks AS t JOIN runs AS r ON r.run_key = t.run_key
+                 WHERE t.workflow = ?1 AND t.tick = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![workflow, tick], |row| row.get(0))
+                    .optional()
+            }),
+    }
+    .map_err(|error| sql(context, doing, error))?;
     if let Some(bytes) = existing {
         let run_id = uuid::Uuid::from_slice(&bytes).map(RunId).map_err(|_| {
             super::error::corrupt(
                 context,
                 format!(
-                    "idempotency key `{key}`: expected a 16-byte run id in column run_id, found {} bytes",
+                    "{}: expected a 16-byte run id in column run_id, found {} bytes",
+                    once.describe(),
                     bytes.len()
                 ),
             )
         })?;
+        // Keeps the leader epoch the check raised.
+        commit(context, transaction, doing)?;
         return Ok(CreateOutcome::Existing(run_id));
     }
     let (epoch, run_key) = insert_run(context, &transaction, run)?;
-    transaction
-        .prepare_cached("INSERT INTO idempotency_keys (idempotency_key, run_key) VALUES (?1, ?2)")
-        .and_then(|mut statement| statement.execute(params![key, run_key]))
-        .map_err(|error| sql(context, "remembering the idempotency key", error))?;
+    match once {
+        Once::Key(key) => transaction
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (idempotency_key, run_key) VALUES (?1, ?2)",
+            )
+            .and_then(|mut statement| statement.execute(params![key, run_key])),
+        Once::Tick { workflow, tick } => transaction
+            .prepare_cached(
+                "INSERT INTO schedule_ticks (workflow, tick, run_key) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut statement| statement.execute(params![workflow, tick, run_key])),
+    }
+    .map_err(|error| {
+        sql(
+            context,
+            &format!("remembering the {}", once.describe()),
+            error,
+        )
+    })?;
     commit(context, transaction, doing)?;
     Ok(CreateOutcome::Created(epoch))
 }
@@ -155,15 +228,18 @@ fn insert_run(
     Ok((Epoch(epoch as u64), run_key))
 }
 
-/// See [`crate::store::CheckpointStore::claim_run`].
+/// See [`crate::store::CheckpointStore::claim_run`]; `leader_epoch` is the handle's (`None`:
+/// unfenced), checked first in the transaction.
 pub(super) fn claim_run(
     context: &Context,
     connection: &mut Connection,
     run_id: RunId,
     owner: &Owner,
+    leader_epoch: Option<u64>,
 ) -> Result<Epoch, StoreError> {
     let (owner_pid, owner_start_ticks) = owner_columns(context, owner)?;
     let transaction = begin(context, connection, "claiming a run")?;
+    fence::check(context, &transaction, leader_epoch)?;
     let Some((run_key, _)) = find_run(context, &transaction, run_id)? else {
         return Err(StoreError::RunNotFound {
             run_id,

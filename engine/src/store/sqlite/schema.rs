@@ -24,6 +24,13 @@
 //! - `idempotency_keys`: the run each idempotency key created (`create_run_once`).
 //! - Runs are listed in run id order (UUIDv7: creation order): indexes `(workflow, run_id)`
 //!   and `(status, run_id)` replace `(workflow, created_position)`.
+//!
+//! Version 3 (a version 2 store is upgraded at open; no data changes):
+//! - `meta` row `leader_epoch`: the highest leader epoch the store has seen (0: none), checked
+//!   and raised by every write of a fenced handle (region fencing).
+//! - `schedule_ticks`: the run each tick of a workflow's cron schedule started
+//!   (`create_scheduled_run`), at most one per `(workflow, tick)`; `tick` is ms since the Unix
+//!   epoch.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -35,17 +42,18 @@ use crate::store::StoreError;
 pub const APPLICATION_ID: i32 = 0x5441_4E44;
 
 /// The migrations, in order; migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and the newest it can read.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Tables every version of the schema has; a store missing one is damaged.
+/// Tables the current version of the schema has; a store at that version missing one is damaged.
 const REQUIRED_TABLES: &[&str] = &[
     "checkpoints",
     "idempotency_keys",
     "meta",
     "runs",
+    "schedule_ticks",
     "workflows",
 ];
 
@@ -104,6 +112,17 @@ CREATE TABLE idempotency_keys (
 DROP INDEX runs_by_workflow;
 CREATE INDEX runs_by_workflow ON runs (workflow, run_id);
 CREATE INDEX runs_by_status ON runs (status, run_id);
+";
+
+const V3: &str = "
+INSERT INTO meta (key, value) VALUES ('leader_epoch', 0);
+
+CREATE TABLE schedule_ticks (
+    workflow TEXT NOT NULL,
+    tick INTEGER NOT NULL,
+    run_key INTEGER NOT NULL REFERENCES runs (run_key),
+    PRIMARY KEY (workflow, tick)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// What the file's header and catalog say.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::{SqliteOptions, SqliteStore};
 use crate::checkpoint::{Epoch, Event, LogPosition, RunId};
 use crate::store::suite::{self, StoreFactory};
-use crate::store::{CheckpointStore, StoreError};
+use crate::store::{CheckpointStore, LeaderFence, StoreError};
 
 /// Makes stores in one temp dir, one file each.
 struct SqliteFactory {
@@ -46,6 +46,18 @@ impl StoreFactory for SqliteFactory {
         store: &dyn CheckpointStore,
     ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
         open_async(PathBuf::from(store.location())).await
+    }
+
+    async fn fenced_handle(
+        &self,
+        store: &dyn CheckpointStore,
+        fence: LeaderFence,
+    ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        let path = PathBuf::from(store.location());
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+            .await
+            .expect("the open task runs")?;
+        Ok(Arc::new(store.fenced(fence)))
     }
 }
 
@@ -83,7 +95,35 @@ suite_tests!(
     test_list_runs_pages,
     test_workflows,
     test_create_run_once,
+    test_scheduled_runs,
+    test_list_workflows,
 );
+
+/// One `#[tokio::test]` per leader fence test of the suite, each on a fresh store.
+macro_rules! leader_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let factory = SqliteFactory::new();
+            suite::$name(&suite::leaders(&factory).await).await;
+        }
+    )*};
+}
+
+leader_tests!(
+    test_leader_fence_refuses_every_write,
+    test_leader_fence_is_monotonic,
+    test_leader_fence_across_handles,
+    test_unfenced_handles_ignore_the_leader_fence,
+    test_leader_change_under_concurrent_writes,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_concurrent_scheduled_runs() {
+    let factory = SqliteFactory::new();
+    let (first, second) = suite::two_handles(&factory).await;
+    suite::test_concurrent_scheduled_runs(&[first, second]).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_fencing_across_handles() {

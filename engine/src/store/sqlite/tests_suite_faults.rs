@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use futures::FutureExt;
 
 use super::SqliteStore;
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId};
-use crate::store::suite;
+use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId, UnixMillis};
+use crate::store::suite::{self, StoreFactory};
 use crate::store::{
-    CheckpointStore, CreateOutcome, Owner, RunFilter, RunStatus, RunSummary, StoreError,
-    StoredWorkflow,
+    CheckpointStore, CreateOutcome, LeaderFence, Owner, RunFilter, RunStatus, RunSummary,
+    StoreError, StoredWorkflow,
 };
 
 /// One deliberate bug.
@@ -39,11 +39,57 @@ enum Fault {
     ForgetsKeys,
     /// `get_workflow` without a version returns the first version registered.
     FirstIsLatest,
+    /// Fenced handles are not fenced: writes carry no leader epoch.
+    IgnoresLeaderFence,
+    /// The leader fence is checked but never raised by writes or `raise_fence`.
+    NeverRaisesTheFence,
+    /// `create_scheduled_run` forgets ticks (creates a run every time).
+    ForgetsTicks,
+    /// `last_schedule_tick` is the tick created last, not the highest.
+    LastCreatedTick,
+    /// `list_workflows` lists every version, not the latest of each name.
+    ListsEveryVersion,
 }
 
 struct Faulty {
     inner: SqliteStore,
     fault: Fault,
+    /// The tick `create_scheduled_run` created last (for [`Fault::LastCreatedTick`]).
+    last_created: std::sync::Mutex<Option<UnixMillis>>,
+    /// The fence of a handle with [`Fault::NeverRaisesTheFence`], checked (not raised) by
+    /// this wrapper around an unfenced store.
+    fence: Option<LeaderFence>,
+    /// The fenced handle that raises the fence for a handle with
+    /// [`Fault::IgnoresLeaderFence`], whose writes go through the unfenced `inner`.
+    raiser: Option<SqliteStore>,
+}
+
+impl Faulty {
+    fn new(inner: SqliteStore, fault: Fault) -> Faulty {
+        Faulty {
+            inner,
+            fault,
+            last_created: std::sync::Mutex::new(None),
+            fence: None,
+            raiser: None,
+        }
+    }
+
+    /// For [`Fault::NeverRaisesTheFence`]: refuses an epoch below the store's highest, but
+    /// writes through the unfenced handle, so nothing is ever raised.
+    async fn check_only(&self) -> Result<(), StoreError> {
+        if let Some(fence) = &self.fence {
+            let highest = self.inner.leader_epoch().await?;
+            if fence.get() < highest {
+                return Err(StoreError::Superseded {
+                    epoch: fence.get(),
+                    highest,
+                    location: self.inner.location(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -58,10 +104,12 @@ impl CheckpointStore for Faulty {
         owner: &Owner,
         created: Event,
     ) -> Result<Epoch, StoreError> {
+        self.check_only().await?;
         self.inner.create_run(run_id, owner, created).await
     }
 
     async fn claim_run(&self, run_id: RunId, owner: &Owner) -> Result<Epoch, StoreError> {
+        self.check_only().await?;
         self.inner.claim_run(run_id, owner).await
     }
 
@@ -70,6 +118,7 @@ impl CheckpointStore for Faulty {
         epoch: Epoch,
         mut batch: Vec<NewCheckpoint>,
     ) -> Result<LogPosition, StoreError> {
+        self.check_only().await?;
         match self.fault {
             Fault::IgnoreEpoch => self.inner.append(Epoch(1 << 40), batch).await,
             Fault::SplitBatches if batch.len() >= 2 => {
@@ -129,6 +178,7 @@ impl CheckpointStore for Faulty {
     }
 
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<bool, StoreError> {
+        self.check_only().await?;
         self.inner.put_workflow(workflow).await
     }
 
@@ -153,6 +203,7 @@ impl CheckpointStore for Faulty {
         owner: &Owner,
         created: Event,
     ) -> Result<CreateOutcome, StoreError> {
+        self.check_only().await?;
         if self.fault == Fault::ForgetsKeys {
             return self
                 .inner
@@ -164,6 +215,149 @@ impl CheckpointStore for Faulty {
             .create_run_once(idempotency_key, run_id, owner, created)
             .await
     }
+
+    async fn raise_fence(&self) -> Result<u64, StoreError> {
+        if self.fault == Fault::NeverRaisesTheFence {
+            self.check_only().await?;
+            return Ok(self.fence.as_ref().map_or(0, LeaderFence::get));
+        }
+        match &self.raiser {
+            Some(raiser) => raiser.raise_fence().await,
+            None => self.inner.raise_fence().await,
+        }
+    }
+
+    async fn leader_epoch(&self) -> Result<u64, StoreError> {
+        self.inner.leader_epoch().await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<StoredWorkflow>, StoreError> {
+        let latest = self.inner.list_workflows().await?;
+        if self.fault != Fault::ListsEveryVersion {
+            return Ok(latest);
+        }
+        // Every version `v1`, `v2`, ... of each name, as the tests number them.
+        let mut every = Vec::new();
+        for workflow in latest {
+            for number in 1.. {
+                match self
+                    .inner
+                    .get_workflow(&workflow.name, Some(&format!("v{number}")))
+                    .await
+                {
+                    Ok(version) => every.push(version),
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(every)
+    }
+
+    async fn create_scheduled_run(
+        &self,
+        workflow: &str,
+        tick: UnixMillis,
+        run_id: RunId,
+        owner: &Owner,
+        created: Event,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.check_only().await?;
+        if self.fault == Fault::ForgetsTicks {
+            return self
+                .inner
+                .create_run(run_id, owner, created)
+                .await
+                .map(CreateOutcome::Created);
+        }
+        let outcome = self
+            .inner
+            .create_scheduled_run(workflow, tick, run_id, owner, created)
+            .await?;
+        if matches!(outcome, CreateOutcome::Created(_)) {
+            *self
+                .last_created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tick);
+        }
+        Ok(outcome)
+    }
+
+    async fn last_schedule_tick(&self, workflow: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let highest = self.inner.last_schedule_tick(workflow).await?;
+        if self.fault == Fault::LastCreatedTick {
+            let last = *self
+                .last_created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Ok(last.or(highest));
+        }
+        Ok(highest)
+    }
+}
+
+/// Makes faulty stores with one fault, one file each.
+struct FaultyFactory {
+    dir: tempfile::TempDir,
+    fault: Fault,
+}
+
+impl FaultyFactory {
+    fn new(fault: Fault) -> FaultyFactory {
+        FaultyFactory {
+            dir: tempfile::tempdir().unwrap(),
+            fault,
+        }
+    }
+}
+
+#[async_trait]
+impl StoreFactory for FaultyFactory {
+    async fn empty_store(&self) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        let path = self.dir.path().join("tandem.db");
+        let inner = SqliteStore::open(&path)?;
+        Ok(Arc::new(Faulty::new(inner, self.fault)))
+    }
+
+    async fn another_handle(
+        &self,
+        store: &dyn CheckpointStore,
+    ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        let inner = SqliteStore::open(std::path::Path::new(&store.location()))?;
+        Ok(Arc::new(Faulty::new(inner, self.fault)))
+    }
+
+    async fn fenced_handle(
+        &self,
+        store: &dyn CheckpointStore,
+        fence: LeaderFence,
+    ) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+        let unfenced = SqliteStore::open(std::path::Path::new(&store.location()))?;
+        let faulty = match self.fault {
+            Fault::IgnoresLeaderFence => Faulty {
+                raiser: Some(unfenced.fenced(fence)),
+                ..Faulty::new(unfenced, self.fault)
+            },
+            Fault::NeverRaisesTheFence => Faulty {
+                fence: Some(fence),
+                ..Faulty::new(unfenced, self.fault)
+            },
+            _ => Faulty::new(unfenced.fenced(fence), self.fault),
+        };
+        Ok(Arc::new(faulty))
+    }
+}
+
+/// Runs `test` on the leaders of a fresh store with `fault` and returns whether it failed.
+async fn leaders_fail_with<F>(fault: Fault, test: F) -> bool
+where
+    F: AsyncFnOnce(suite::Leaders),
+{
+    let factory = FaultyFactory::new(fault);
+    let leaders = suite::leaders(&factory).await;
+    AssertUnwindSafe(test(leaders))
+        .catch_unwind()
+        .await
+        .is_err()
 }
 
 /// Runs `test` on a fresh store with `fault` and returns whether it failed (panicked).
@@ -173,7 +367,7 @@ where
 {
     let dir = tempfile::tempdir().unwrap();
     let inner = SqliteStore::open(&dir.path().join("tandem.db")).unwrap();
-    let store: Arc<dyn CheckpointStore> = Arc::new(Faulty { inner, fault });
+    let store: Arc<dyn CheckpointStore> = Arc::new(Faulty::new(inner, fault));
     AssertUnwindSafe(test(store)).catch_unwind().await.is_err()
 }
 
@@ -280,6 +474,80 @@ async fn the_suite_catches_a_wrong_latest_workflow() {
     assert!(
         fails_with(Fault::FirstIsLatest, async |store| {
             suite::test_workflows(&*store).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_store_without_leader_fencing() {
+    assert!(
+        leaders_fail_with(Fault::IgnoresLeaderFence, async |leaders| {
+            suite::test_leader_fence_refuses_every_write(&leaders).await
+        })
+        .await
+    );
+    assert!(
+        leaders_fail_with(Fault::IgnoresLeaderFence, async |leaders| {
+            suite::test_leader_fence_across_handles(&leaders).await
+        })
+        .await
+    );
+    assert!(
+        leaders_fail_with(Fault::IgnoresLeaderFence, async |leaders| {
+            suite::test_leader_change_under_concurrent_writes(&leaders).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_leader_fence_that_is_never_raised() {
+    assert!(
+        leaders_fail_with(Fault::NeverRaisesTheFence, async |leaders| {
+            suite::test_leader_fence_is_monotonic(&leaders).await
+        })
+        .await
+    );
+    assert!(
+        leaders_fail_with(Fault::NeverRaisesTheFence, async |leaders| {
+            suite::test_leader_fence_refuses_every_write(&leaders).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_forgotten_schedule_ticks() {
+    assert!(
+        fails_with(Fault::ForgetsTicks, async |store| {
+            suite::test_scheduled_runs(&*store).await
+        })
+        .await
+    );
+    assert!(
+        fails_with(Fault::ForgetsTicks, async |store| {
+            suite::test_concurrent_scheduled_runs(&[store]).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_last_tick_that_is_not_the_highest() {
+    assert!(
+        fails_with(Fault::LastCreatedTick, async |store| {
+            suite::test_scheduled_runs(&*store).await
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_workflows_listed_with_every_version() {
+    assert!(
+        fails_with(Fault::ListsEveryVersion, async |store| {
+            suite::test_list_workflows(&*store).await
         })
         .await
     );

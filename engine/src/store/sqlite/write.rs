@@ -11,16 +11,19 @@ use rusqlite::{
 
 use super::Context;
 use super::error::{corrupt, sql};
+use super::fence;
 use crate::checkpoint::{Epoch, Event, LogPosition, NewCheckpoint, RunId, now_millis};
 use crate::store::columns::{epoch_column, start_ticks_column};
 use crate::store::{Owner, RunStatus, StoreError};
 
-/// See [`crate::store::CheckpointStore::append`]; `batch` is not empty.
+/// See [`crate::store::CheckpointStore::append`]; `batch` is not empty; `leader_epoch` is
+/// the handle's (`None`: unfenced), checked first in the transaction.
 pub(super) fn append(
     context: &Context,
     connection: &mut Connection,
     epoch: Epoch,
     batch: &[NewCheckpoint],
+    leader_epoch: Option<u64>,
 ) -> Result<LogPosition, StoreError> {
     let epoch_value = epoch_column(epoch).map_err(|detail| invalid(context, detail))?;
     if let Some((index, checkpoint)) = batch
@@ -41,6 +44,7 @@ pub(super) fn append(
     // Encoded before the write lock is taken, so the lock is held only for the inserts.
     let payloads = Payloads::encode(context, batch)?;
     let transaction = begin(context, connection, "appending checkpoints")?;
+    fence::check(context, &transaction, leader_epoch)?;
     let run_keys = check_fencing(context, &transaction, epoch, batch)?;
     let base = latest_position(context, &transaction)?;
     let recorded_at = now_millis();
