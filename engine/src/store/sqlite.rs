@@ -91,7 +91,7 @@ struct Context {
 #[derive(Debug)]
 struct Inner {
     context: Context,
-    /// Used by `create_run`, `claim_run` and `append` (one write at a time per handle).
+    /// Used by every write (one write at a time per handle and its clones and fenced handles).
     writer: Mutex<Connection>,
     /// Used by every read, so reads do not wait behind a long write of this handle.
     reader: Mutex<Connection>,
