@@ -25,6 +25,33 @@
 //! attempt ends cancelled when the worker reports (whatever it reports) or, at the latest, one
 //! heartbeat timeout after the cancellation. When a run's driver stops, its [`RunQueues`] is
 //! dropped and every queued or leased attempt of the run leaves the queues.
+//!
+//! ## Adoption after a failover
+//!
+//! The queues live in the memory of the engine that drives the run. When another engine (a
+//! new leader, or `tandem resume`) resumes the run from its checkpoints, the worker attempts
+//! that were in flight may still be running in live workers, which will find the new engine
+//! and call it with the lease ids they hold. The resuming driver attaches with
+//! [`TaskQueues::attach_resumed_run`] and, once its `RunResumed` checkpoint is committed,
+//! hands those attempts to [`RunQueues::adopt`]:
+//!
+//! - Each becomes leased, under its usual lease id `RUN_ID:TASK_INDEX:ATTEMPT`, to a worker
+//!   the queues do not know by name, with a heartbeat deadline of now + its heartbeat timeout.
+//!   A heartbeat, completion or failure under that id is accepted as for any lease: the worker
+//!   simply continues. The attempt's timeout, if the task has one, counts from the adoption.
+//! - If the deadline passes without a call, the attempt goes back on its queue **as the same
+//!   attempt**: no attempt is consumed and no failure is recorded, and the next poll leases it
+//!   to another worker (from then on like any lease: its timeouts count from that lease, and
+//!   silence is a heartbeat-timeout failure). If the first worker calls after all while the
+//!   attempt waits in its queue, the call takes it back out and is accepted. Delivery is
+//!   at-least-once: both workers may run the attempt. Their lease ids are the same (the id
+//!   names the attempt), so the queues cannot tell them apart: the first end reported is
+//!   recorded and the other worker's later calls are told the attempt already ended.
+//! - Between the attachment and the adoption, a call about an attempt of the run that the
+//!   queues do not know is told to retry ([`RemoteError::Unavailable`]) rather than that its
+//!   lease is unknown, since it may be about to be adopted.
+//! - Cancellation works on adopted attempts as on leased (or, once back on the queue, queued)
+//!   ones.
 
 mod error;
 mod lease_id;
@@ -183,10 +210,14 @@ impl TaskQueues {
     ) -> Result<HeartbeatReply, RemoteError> {
         let key: LeaseKey = lease_id.parse()?;
         limits::check_details(&details)?;
-        self.handle
-            .shared
-            .lock()
-            .heartbeat(key, details, Instant::now())
+        let shared = &self.handle.shared;
+        let (reply, earlier) = shared.lock().heartbeat(key, details, Instant::now())?;
+        if earlier {
+            // An adopted attempt was taken out of its queue: its new deadline may come first.
+            self.start_timer();
+            shared.timer_wake.notify_one();
+        }
+        Ok(reply)
     }
 
     /// The worker completed the attempt of lease `lease_id` with `outputs` (checked by
@@ -271,12 +302,33 @@ impl TaskQueues {
         run_id: RunId,
         workflow: &str,
     ) -> (RunQueues, mpsc::UnboundedReceiver<RemoteReport>) {
+        self.attach(run_id, workflow, false)
+    }
+
+    /// [`TaskQueues::attach_run`] for a driver that resumes the run from its checkpoints and
+    /// will hand over the worker attempts it adopts with [`RunQueues::adopt`]. Until then, a
+    /// worker call about an attempt of the run that the queues do not know is told to retry
+    /// ([`RemoteError::Unavailable`]) instead of that its lease is unknown.
+    pub fn attach_resumed_run(
+        &self,
+        run_id: RunId,
+        workflow: &str,
+    ) -> (RunQueues, mpsc::UnboundedReceiver<RemoteReport>) {
+        self.attach(run_id, workflow, true)
+    }
+
+    fn attach(
+        &self,
+        run_id: RunId,
+        workflow: &str,
+        adopting: bool,
+    ) -> (RunQueues, mpsc::UnboundedReceiver<RemoteReport>) {
         let (reports, receiver) = mpsc::unbounded_channel();
         let generation =
             self.handle
                 .shared
                 .lock()
-                .attach(run_id, workflow, reports, Instant::now());
+                .attach(run_id, workflow, reports, adopting, Instant::now());
         let run = RunQueues {
             queues: self.clone(),
             run_id,
@@ -322,6 +374,26 @@ impl RunQueues {
                 .enqueue(self.run_id, self.generation, attempts);
         for notify in woken {
             notify.notify_waiters();
+        }
+    }
+
+    /// Adopts `attempts`, worker attempts of the run that were in flight under the run's
+    /// previous owner (see the [module docs](self#adoption-after-a-failover)): each is leased
+    /// under its usual lease id to its (unknown) worker until one heartbeat timeout from now;
+    /// if no call comes by then, it goes back on its queue as the same attempt. Ends the
+    /// window opened by [`TaskQueues::attach_resumed_run`] (call it even with no attempt).
+    /// Attempts already queued or leased, or of a detached run, are ignored (and logged).
+    pub fn adopt(&self, attempts: Vec<RemoteAttempt>) {
+        let shared = &self.queues.handle.shared;
+        let adopted = !attempts.is_empty();
+        let earlier = shared
+            .lock()
+            .adopt(self.run_id, self.generation, attempts, Instant::now());
+        if adopted {
+            self.queues.start_timer();
+        }
+        if earlier {
+            shared.timer_wake.notify_one();
         }
     }
 

@@ -13,6 +13,13 @@
 //! checkpoint (or with an error when that commit fails or the run does not expect the end).
 //! Ends that arrive together share one commit, so a thousand concurrent completions cost a
 //! handful of commits, not a thousand.
+//!
+//! A resumed run ([`resume_run`], after a crash or a leader failover) starts with
+//! [`Input::Recover`]: its shell attempts in flight count as interrupted (their leftover
+//! processes are killed first when the previous owner ran on this host), and its worker
+//! attempts in flight are adopted by the task queues after the `RunResumed` commit
+//! ([`RunQueues::adopt`](crate::executor::remote::RunQueues::adopt)), so a worker that is
+//! still running one simply continues under its lease id.
 
 pub mod clock;
 mod executors;
@@ -168,7 +175,9 @@ pub async fn create_run(
 
 /// Takes over run `run_id` after its process died: refuses a finished run and (unless
 /// `force`) a run whose owner is still alive, claims the run (a new epoch that fences the old
-/// owner), and rebuilds its state from its checkpoints.
+/// owner), and rebuilds its state from its checkpoints. The first input,
+/// [`Input::Recover`], says whether the previous owner (the run's owner before this claim)
+/// ran on `owner`'s host: only then are processes recorded by its shell attempts killed.
 pub async fn resume_run(
     store: &dyn CheckpointStore,
     owner: &Owner,
@@ -188,6 +197,7 @@ pub async fn resume_run(
             owner: summary.owner,
         });
     }
+    let same_host = summary.owner.host == owner.host;
     let epoch = store.claim_run(run_id, owner).await?;
     let checkpoints = store.read_run(run_id).await?;
     let state = rebuild(run_id, &checkpoints)?;
@@ -203,6 +213,7 @@ pub async fn resume_run(
         state,
         first: Input::Recover {
             owner: owner.to_string(),
+            same_host,
         },
     })
 }
@@ -245,7 +256,14 @@ pub async fn drive(
         .unwrap_or_else(|| PathBuf::from("."));
     let (report_tx, mut reports) = mpsc::unbounded_channel();
     let (timer_tx, mut timers) = mpsc::unbounded_channel();
+    // A resumed run adopts its worker attempts in flight after its first commit; until
+    // then the queues tell their workers to retry.
+    let resumed = matches!(first, Input::Recover { .. });
     let (remote, mut remote_reports) = match &config.remote {
+        Some(queues) if resumed => {
+            let (run, reports) = queues.attach_resumed_run(run_id, &state.spec.name);
+            (Some(run), Some(reports))
+        }
         Some(queues) => {
             let (run, reports) = queues.attach_run(run_id, &state.spec.name);
             (Some(run), Some(reports))
@@ -258,7 +276,7 @@ pub async fn drive(
             kill_grace: config.kill_grace,
         },
     );
-    let mut executors = Executors::new(shell, remote, timer_tx.clone());
+    let mut executors = Executors::new(shell, remote, timer_tx.clone(), resumed);
     let mut machine = RunMachine::new(state, config.parallelism);
     let mut inputs = vec![Pending::from(first)];
     let mut acks = Vec::new();
@@ -466,6 +484,10 @@ async fn perform(
         Action::Dispatch(dispatch) => {
             tracing::debug!(task = %dispatch.task_id, attempt = dispatch.attempt, "dispatching attempt");
             executors.dispatch(run_id, base_dir, config, dispatch);
+        }
+        Action::Adopt(dispatch) => {
+            tracing::info!(task = %dispatch.task_id, attempt = dispatch.attempt, "adopting worker attempt of the previous owner");
+            executors.adopt(dispatch);
         }
         Action::ArmRetry { task, attempt, due } => {
             arm(

@@ -10,6 +10,7 @@ use super::*;
 use crate::checkpoint::{AttemptOutcome, Checkpoint, Event, TaskEnd};
 use crate::store::sqlite::SqliteStore;
 
+mod failover;
 mod remote;
 
 type Driving = tokio::task::JoinHandle<Result<Finished, RunnerError>>;

@@ -20,11 +20,19 @@ use crate::checkpoint::{AttemptOutcome, Event, RunEnd, TaskEnd, UnixMillis};
 pub enum Input {
     /// A new run starts scheduling.
     Start,
-    /// A run rebuilt from its checkpoints continues under a new owner (after a crash): its
-    /// in-flight attempts are recorded as interrupted and handled by their retry policy.
+    /// A run rebuilt from its checkpoints continues under a new owner (after a crash or a
+    /// leader failover). Its in-flight shell attempts are recorded as interrupted and handled
+    /// by their retry policy (their processes died with their owner, or are killed by
+    /// [`Action::KillLeftover`]); its in-flight worker attempts keep running in their workers
+    /// and are adopted ([`Action::Adopt`]).
     Recover {
         /// Who takes over ("pid 123 on host").
         owner: String,
+        /// Whether the run's previous owner ran on this host. Only then do the process ids
+        /// recorded for its shell attempts name processes here, so only then are leftover
+        /// processes killed ([`Action::KillLeftover`]); a pid of another host means nothing
+        /// here.
+        same_host: bool,
     },
     /// An attempt's process exists.
     AttemptSpawned {
@@ -120,6 +128,12 @@ pub enum Action {
     },
     /// Start an attempt.
     Dispatch(Dispatch),
+    /// Take over a worker attempt that was in flight under the run's previous owner (its
+    /// `AttemptStarted` is recorded, its end is not): its worker may still be running it and
+    /// will report under the attempt's lease id. The [`Dispatch`] (always of
+    /// [`DispatchKind::Worker`]) is what dispatching the attempt would carry, its input
+    /// rendered again from the run's state; no new attempt is recorded.
+    Adopt(Dispatch),
     /// Feed [`Input::RetryDue`] at `due` (ms since the Unix epoch; at once if past).
     ArmRetry {
         /// Task instance.
@@ -211,7 +225,7 @@ impl RunMachine {
             Input::Start => {
                 self.arm_deadline(step);
             }
-            Input::Recover { owner } => self.recover(owner, now, step),
+            Input::Recover { owner, same_host } => self.recover(owner, same_host, now, step),
             Input::AttemptSpawned {
                 task,
                 attempt,
@@ -336,11 +350,17 @@ impl RunMachine {
         }
     }
 
-    fn recover(&mut self, owner: String, now: UnixMillis, step: &mut Step) {
+    fn recover(&mut self, owner: String, same_host: bool, now: UnixMillis, step: &mut Step) {
         self.record(Event::RunResumed { at: now, owner }, step);
         self.arm_deadline(step);
+        let spec = Arc::clone(&self.state.spec);
         for index in 0..self.state.tasks.len() as TaskIndex {
             match self.state.task(index).status {
+                TaskStatus::Running { attempt }
+                    if matches!(spec.task(index).action, TaskAction::Worker { .. }) =>
+                {
+                    self.adopt(index, attempt, now, step);
+                }
                 TaskStatus::Running { attempt } => {
                     let process = self
                         .state
@@ -348,7 +368,7 @@ impl RunMachine {
                         .attempts
                         .last()
                         .and_then(|record| record.process);
-                    if let Some((pid, start_ticks)) = process {
+                    if let (true, Some((pid, start_ticks))) = (same_host, process) {
                         step.actions.push(Action::KillLeftover {
                             task: index,
                             attempt,
@@ -381,6 +401,24 @@ impl RunMachine {
         }
         // Evaluate in file order: the worklist is popped from its end.
         self.state.to_evaluate.reverse();
+    }
+
+    /// Adopts the in-flight worker attempt `attempt` of `task` after a recovery: the attempt
+    /// stays running and [`Action::Adopt`] hands it to the remote executor. If the run is
+    /// being cancelled, the adopted attempt is asked to stop too (the previous owner's request
+    /// died with it). An input that no longer renders (it rendered when the attempt was
+    /// dispatched, so only a damaged log gets here) fails the attempt, not retryable.
+    fn adopt(&mut self, task: TaskIndex, attempt: u32, now: UnixMillis, step: &mut Step) {
+        match self.render(task, attempt) {
+            Some(Ok(dispatch)) => {
+                step.actions.push(Action::Adopt(dispatch));
+                if matches!(self.state.phase, RunPhase::Cancelling { .. }) {
+                    step.actions.push(Action::CancelAttempt { task, attempt });
+                }
+            }
+            Some(Err(error)) => self.finish_attempt(task, attempt, not_rendered(error), now, step),
+            None => {}
+        }
     }
 
     /// Records the end of an attempt and, when it did not succeed, what follows (a retry or
@@ -602,9 +640,7 @@ impl RunMachine {
             },
             step,
         );
-        let spec = Arc::clone(&self.state.spec);
-        let task_spec = spec.task(task);
-        let rendered = match &task_spec.action {
+        match &self.state.spec.task(task).action {
             TaskAction::Empty => {
                 let outcome = AttemptOutcome::Succeeded {
                     outputs: Default::default(),
@@ -612,8 +648,25 @@ impl RunMachine {
                 self.finish_attempt(task, attempt, outcome, now, step);
                 return;
             }
+            TaskAction::Shell { .. } => self.local_running += 1,
+            TaskAction::Worker { .. } => {}
+        }
+        match self.render(task, attempt) {
+            Some(Ok(dispatch)) => step.actions.push(Action::Dispatch(dispatch)),
+            Some(Err(error)) => self.finish_attempt(task, attempt, not_rendered(error), now, step),
+            None => {}
+        }
+    }
+
+    /// The dispatch of attempt `attempt` of `task`, its templates rendered from the run's
+    /// current state; `None` for an empty task, which dispatches nothing.
+    ///
+    /// Errors: the first template that needs a value the run does not have.
+    fn render(&self, task: TaskIndex, attempt: u32) -> Option<Result<Dispatch, RenderError>> {
+        let task_spec = self.state.spec.task(task);
+        let kind = match &task_spec.action {
+            TaskAction::Empty => return None,
             TaskAction::Shell { run, working_dir } => {
-                self.local_running += 1;
                 render_shell(run, working_dir.as_ref(), &task_spec.env, &self.state)
             }
             TaskAction::Worker {
@@ -628,25 +681,13 @@ impl RunMachine {
                 heartbeat_timeout: *heartbeat_timeout,
             }),
         };
-        match rendered {
-            Ok(kind) => step.actions.push(Action::Dispatch(Dispatch {
-                task,
-                task_id: task_spec.id.clone(),
-                attempt,
-                kind,
-                timeout: task_spec.timeout,
-            })),
-            Err(error) => {
-                let outcome = AttemptOutcome::Failed {
-                    exit_code: None,
-                    signal: None,
-                    error: error.to_string(),
-                    retryable: false,
-                    error_type: None,
-                };
-                self.finish_attempt(task, attempt, outcome, now, step);
-            }
-        }
+        Some(kind.map(|kind| Dispatch {
+            task,
+            task_id: task_spec.id.clone(),
+            attempt,
+            kind,
+            timeout: task_spec.timeout,
+        }))
     }
 
     fn finish_if_done(&mut self, now: UnixMillis, step: &mut Step) {
@@ -723,6 +764,18 @@ fn render_shell(
         working_dir,
         env: rendered,
     })
+}
+
+/// The outcome of an attempt whose templates do not render: failed, not retryable (a retry
+/// would render the same way).
+fn not_rendered(error: RenderError) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        exit_code: None,
+        signal: None,
+        error: error.to_string(),
+        retryable: false,
+        error_type: None,
+    }
 }
 
 fn summary(counts: &super::state::TaskCounts) -> String {

@@ -112,6 +112,7 @@ fn workflow(tasks: Vec<T>) -> Arc<WorkflowSpec> {
         version: "v".into(),
         params: Default::default(),
         deadline: None,
+        schedule: None,
         tasks: specs,
     })
 }
@@ -582,6 +583,7 @@ fn recovery_interrupts_in_flight_attempts_and_never_reruns_successes() {
         &mut second,
         Input::Recover {
             owner: "pid 2".into(),
+            same_host: true,
         },
         10,
     );
@@ -610,6 +612,92 @@ fn recovery_interrupts_in_flight_attempts_and_never_reruns_successes() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_shell_attempt_of_an_owner_on_another_host_is_interrupted_without_a_kill() {
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        jitter: Jitter::None,
+        ..RetryPolicy::default()
+    };
+    let spec = workflow(vec![shell("a", &[]).retry(retry)]);
+    let mut first = machine(Arc::clone(&spec), 1);
+    let mut log = step(&mut first, Input::Start, 0).events;
+    let spawned = Input::AttemptSpawned {
+        task: 0,
+        attempt: 1,
+        pid: 4242,
+        start_ticks: 99,
+    };
+    log.extend(step(&mut first, spawned, 1).events);
+    let mut state = RunState::new(
+        first.state().run_id,
+        spec,
+        "/tmp/wf.yaml".into(),
+        BTreeMap::new(),
+        0,
+    );
+    for event in &log {
+        state.apply(event);
+    }
+    let recover = |same_host| {
+        let mut second = RunMachine::new(state.clone(), 1).with_seed(1);
+        let recovered = step(
+            &mut second,
+            Input::Recover {
+                owner: "pid 2 on h2".into(),
+                same_host,
+            },
+            10,
+        );
+        (second, recovered)
+    };
+    // The pid was recorded on another host: it names nothing here, so nothing is killed.
+    let (mut second, recovered) = recover(false);
+    assert!(
+        !recovered
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::KillLeftover { .. })),
+        "{:?}",
+        recovered.actions
+    );
+    // The attempt counts as failed (interrupted) and is retried per its policy.
+    assert!(recovered.events.iter().any(|event| matches!(
+        event,
+        Event::AttemptFinished {
+            task: 0,
+            attempt: 1,
+            outcome: AttemptOutcome::Interrupted,
+            ..
+        }
+    )));
+    assert!(recovered.actions.contains(&Action::ArmRetry {
+        task: 0,
+        attempt: 2,
+        due: 1_010
+    }));
+    let due = step(
+        &mut second,
+        Input::RetryDue {
+            task: 0,
+            attempt: 2,
+        },
+        1_010,
+    );
+    assert_eq!(dispatched(&due), [("a".to_string(), 2)]);
+    // On the same host the same log gets the kill, before anything else.
+    let (_, recovered) = recover(true);
+    assert_eq!(
+        recovered.actions.first(),
+        Some(&Action::KillLeftover {
+            task: 0,
+            attempt: 1,
+            pid: 4242,
+            start_ticks: 99
+        })
+    );
 }
 
 /// A random task: its upstream among earlier tasks, its rule (index into
@@ -731,6 +819,16 @@ fn drive(
                 Action::CancelAttempt { task, attempt } => {
                     inputs.push_back(finish(task, attempt, AttemptOutcome::Cancelled))
                 }
+                Action::Adopt(d) => {
+                    // The adopted attempt's worker reports, like a dispatched one's.
+                    let succeed = outcomes[(dispatches.len() + events.len()) % outcomes.len()];
+                    let failure = failed_with_type("Other", true);
+                    inputs.push_back(finish(
+                        d.task,
+                        d.attempt,
+                        if succeed { ok() } else { failure },
+                    ));
+                }
                 Action::ArmDeadline { .. } | Action::KillLeftover { .. } => {}
             }
         }
@@ -788,7 +886,7 @@ proptest! {
             .filter(|&t| state.task(t).status == TaskStatus::Succeeded)
             .collect();
         let mut second = RunMachine::new(state, 2).with_seed(3);
-        let (_, dispatches) = drive(&mut second, 2, Input::Recover { owner: "test".into() }, &outcomes, None);
+        let (_, dispatches) = drive(&mut second, 2, Input::Recover { owner: "test".into(), same_host: true }, &outcomes, None);
         prop_assert!(second.state().is_finished());
         for (task, _) in dispatches {
             prop_assert!(!succeeded.contains(&task), "task {} re-run after success", task);

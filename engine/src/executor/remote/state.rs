@@ -12,6 +12,10 @@
 //!   head (`live` counts the attempts that are really waiting).
 //! - `deadlines` orders leased attempts by their next deadline (heartbeat or attempt timeout),
 //!   for the expiry timer.
+//! - An adopted attempt ([`State::adopt`]) is leased to [`Holder::Adopted`] and *unconfirmed*
+//!   until its worker calls; an unconfirmed lease past its heartbeat deadline goes back to its
+//!   queue (`Phase::Queued { adopted: true }`), where a late call of its worker still takes it
+//!   back out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use tokio::time::Instant;
 
 use super::error::RemoteError;
 use super::lease_id::LeaseKey;
-use super::tombstones::{EndReason, Ended, Tombstones, heartbeat_timeout_error};
+use super::tombstones::{EndReason, Ended, Holder, Tombstones, heartbeat_timeout_error};
 use super::types::{Ack, HeartbeatReply, Lease, RemoteAttempt, RemoteReport};
 use crate::checkpoint::{AttemptOutcome, RunId};
 
@@ -63,11 +67,26 @@ pub(super) struct Accepted {
     pub(super) name: String,
 }
 
+/// What [`State::expire`] found: reports for runs, queues to wake, the next deadline.
+#[derive(Debug, Default)]
+pub(super) struct Expired {
+    /// Attempts taken back, to report to their runs.
+    pub(super) deliveries: Vec<Delivery>,
+    /// Notifiers of the queues that adopted attempts went back to, to wake their pollers.
+    pub(super) woken: Vec<Arc<Notify>>,
+    /// The earliest deadline left, if any.
+    pub(super) next: Option<Instant>,
+}
+
 /// A run attached to the queues by its driver.
 #[derive(Debug)]
 struct RunSlot {
     /// Tells this attachment from a later one of the same run.
     generation: u64,
+    /// The run was attached by a driver that resumed it and has not handed over the attempts
+    /// it adopts yet ([`State::adopt`]): a call about an attempt of the run that the queues do
+    /// not know may be about to be adopted, so it is told to retry.
+    adopting: bool,
     /// The workflow's name, for leases.
     workflow: Arc<str>,
     /// Where the run's driver receives reports.
@@ -83,8 +102,10 @@ struct Entry {
 
 #[derive(Debug)]
 enum Phase {
-    /// Waiting in its queue; `seq` identifies its FIFO entry.
-    Queued { seq: u64 },
+    /// Waiting in its queue; `seq` identifies its FIFO entry. `adopted`: it went back to the
+    /// queue from an adopted lease whose worker never called, so that worker may still call
+    /// (which takes it out of the queue again).
+    Queued { seq: u64, adopted: bool },
     /// Leased to a worker.
     Leased(Held),
 }
@@ -92,7 +113,10 @@ enum Phase {
 /// A leased attempt's lease.
 #[derive(Debug)]
 struct Held {
-    worker: String,
+    worker: Holder,
+    /// An adopted lease whose worker has not called yet: past its heartbeat deadline it goes
+    /// back to its queue instead of failing.
+    unconfirmed: bool,
     last_heartbeat: Instant,
     heartbeat_deadline: Instant,
     /// Lease time + the attempt's timeout.
@@ -105,6 +129,23 @@ struct Held {
 }
 
 impl Held {
+    /// A lease of `attempt` to `worker` from `now`: the heartbeat timeout and the attempt's
+    /// timeout count from now.
+    fn new(worker: Holder, attempt: &RemoteAttempt, now: Instant) -> Held {
+        let mut held = Held {
+            worker,
+            unconfirmed: false,
+            last_heartbeat: now,
+            heartbeat_deadline: now + attempt.heartbeat_timeout,
+            attempt_deadline: attempt.timeout.map(|timeout| now + timeout),
+            due: now,
+            cancel_requested: false,
+            details: String::new(),
+        };
+        held.due = held.due();
+        held
+    }
+
     fn due(&self) -> Instant {
         match self.attempt_deadline {
             Some(deadline) => deadline.min(self.heartbeat_deadline),
@@ -161,12 +202,15 @@ impl State {
     }
 
     /// Attaches run `run_id`: its attempts' ends go to `reports`. A previous attachment of the
-    /// same run is dropped with its attempts. Returns the attachment's generation.
+    /// same run is dropped with its attempts. `adopting`: the run's driver resumed it and will
+    /// call [`State::adopt`]; until then calls about unknown attempts of the run are told to
+    /// retry. Returns the attachment's generation.
     pub(super) fn attach(
         &mut self,
         run_id: RunId,
         workflow: &str,
         reports: mpsc::UnboundedSender<RemoteReport>,
+        adopting: bool,
         now: Instant,
     ) -> u64 {
         if self.runs.contains_key(&run_id) {
@@ -178,6 +222,7 @@ impl State {
             run_id,
             RunSlot {
                 generation,
+                adopting,
                 workflow: Arc::from(workflow),
                 reports,
             },
@@ -285,11 +330,69 @@ impl State {
                 key,
                 Entry {
                     attempt,
-                    phase: Phase::Queued { seq },
+                    phase: Phase::Queued {
+                        seq,
+                        adopted: false,
+                    },
                 },
             );
         }
         woken
+    }
+
+    /// Adopts `attempts` of run `run_id` (attachment `generation`): each is leased to its
+    /// unknown worker ([`Holder::Adopted`]) under its usual key, unconfirmed, with its
+    /// heartbeat deadline (and attempt timeout, if any) counted from `now`. Ends the run's
+    /// adopting window. Attempts of a detached run, or already queued or leased, are ignored
+    /// (and logged). Returns whether the expiry timer must wake earlier than it planned.
+    pub(super) fn adopt(
+        &mut self,
+        run_id: RunId,
+        generation: u64,
+        attempts: Vec<RemoteAttempt>,
+        now: Instant,
+    ) -> bool {
+        let Some(slot) = self
+            .runs
+            .get_mut(&run_id)
+            .filter(|slot| slot.generation == generation)
+        else {
+            tracing::warn!(%run_id, count = attempts.len(), "attempts of a detached run were not adopted");
+            return false;
+        };
+        slot.adopting = false;
+        let mut earlier = false;
+        for attempt in attempts {
+            let key = LeaseKey {
+                run_id,
+                task: attempt.task,
+                attempt: attempt.attempt,
+            };
+            if self.attempts.contains_key(&key) {
+                tracing::warn!(%key, task_id = %attempt.task_id, "attempt is already queued or leased; not adopted");
+                continue;
+            }
+            let mut held = Held::new(Holder::Adopted, &attempt, now);
+            held.unconfirmed = true;
+            earlier |= self.track(key, held.due);
+            tracing::info!(%key, task_id = %attempt.task_id, "worker attempt adopted; waiting for its worker");
+            self.attempts.insert(
+                key,
+                Entry {
+                    attempt,
+                    phase: Phase::Leased(held),
+                },
+            );
+        }
+        earlier
+    }
+
+    /// Adds the deadline `due` of lease `key` to `deadlines`; returns whether it comes before
+    /// every deadline known so far (the timer must wake earlier).
+    fn track(&mut self, key: LeaseKey, due: Instant) -> bool {
+        let earlier = self.deadlines.first().is_none_or(|(first, _)| due < *first);
+        self.deadlines.insert((due, key));
+        earlier
     }
 
     /// The run cancels an attempt. A queued one is removed and reported cancelled at once
@@ -394,16 +497,7 @@ impl State {
                 continue;
             };
             let attempt = &entry.attempt;
-            let mut held = Held {
-                worker: worker.to_string(),
-                last_heartbeat: now,
-                heartbeat_deadline: now + attempt.heartbeat_timeout,
-                attempt_deadline: attempt.timeout.map(|timeout| now + timeout),
-                due: now,
-                cancel_requested: false,
-                details: String::new(),
-            };
-            held.due = held.due();
+            let held = Held::new(Holder::Worker(worker.to_string()), attempt, now);
             let workflow = self
                 .runs
                 .get(&key.run_id)
@@ -436,19 +530,24 @@ impl State {
     }
 
     /// Renews the lease of `key`: its heartbeat deadline moves to now + the heartbeat timeout
-    /// (unless the attempt is being cancelled) and `details` are kept.
+    /// (unless the attempt is being cancelled) and `details` are kept. An adopted lease is
+    /// confirmed; an adopted attempt that went back to its queue is leased to its worker
+    /// again. Returns the reply and whether the expiry timer must wake earlier than it
+    /// planned.
     pub(super) fn heartbeat(
         &mut self,
         key: LeaseKey,
         details: String,
         now: Instant,
-    ) -> Result<HeartbeatReply, RemoteError> {
+    ) -> Result<(HeartbeatReply, bool), RemoteError> {
+        let earlier = self.reclaim(key, now);
         let Some(entry) = self.attempts.get_mut(&key) else {
             return Err(self.gone(key, now));
         };
         let Phase::Leased(held) = &mut entry.phase else {
             return Err(not_leased(key, &entry.attempt));
         };
+        held.unconfirmed = false;
         held.last_heartbeat = now;
         held.details = details;
         if !held.cancel_requested {
@@ -460,9 +559,38 @@ impl State {
                 self.deadlines.insert((due, key));
             }
         }
-        Ok(HeartbeatReply {
+        let reply = HeartbeatReply {
             cancel_requested: held.cancel_requested,
-        })
+        };
+        Ok((reply, earlier))
+    }
+
+    /// If `key` is an adopted attempt that went back to its queue (its worker had not called
+    /// in time), takes it out of the queue and leases it to that worker again ([`Holder::Adopted`],
+    /// deadlines from `now`): the call comes from the worker that was running it. Returns
+    /// whether the expiry timer must wake earlier than it planned.
+    fn reclaim(&mut self, key: LeaseKey, now: Instant) -> bool {
+        let Some(entry) = self.attempts.get_mut(&key) else {
+            return false;
+        };
+        let Phase::Queued { adopted: true, .. } = entry.phase else {
+            return false;
+        };
+        // Its FIFO entry stays behind, dead: polls skip entries whose attempt is not queued
+        // under that seq.
+        if let Some(queue) = self.queues.get_mut(&entry.attempt.queue) {
+            queue.live = queue.live.saturating_sub(1);
+            if queue.live == 0 {
+                queue.by_type.clear();
+            }
+        }
+        let held = Held::new(Holder::Adopted, &entry.attempt, now);
+        let due = held.due;
+        tracing::info!(%key, task_id = %entry.attempt.task_id, "adopted worker attempt taken out of its queue: its worker called");
+        entry.phase = Phase::Leased(held);
+        let queue = entry.attempt.queue.clone();
+        self.release_queue(&queue, None);
+        self.track(key, due)
     }
 
     /// A worker ends the leased attempt `key`. The lease ends at once (a second call is told
@@ -474,6 +602,7 @@ impl State {
         finish: Finish,
         now: Instant,
     ) -> Result<Accepted, RemoteError> {
+        self.reclaim(key, now);
         let Some(entry) = self.attempts.get(&key) else {
             return Err(self.gone(key, now));
         };
@@ -524,13 +653,16 @@ impl State {
             .set_reason(key, EndReason::RunStopped { why });
     }
 
-    /// Takes back every leased attempt whose deadline is at or before `now`. Returns the
-    /// reports for their runs and the next deadline, if any.
-    pub(super) fn expire(&mut self, now: Instant) -> (Vec<Delivery>, Option<Instant>) {
-        let mut deliveries = Vec::new();
+    /// Takes back every leased attempt whose deadline is at or before `now`: an unconfirmed
+    /// adopted lease past its heartbeat deadline goes back to its queue as the same attempt;
+    /// every other one ends (cancelled, timed out, or failed for its heartbeat timeout) and is
+    /// reported to its run.
+    pub(super) fn expire(&mut self, now: Instant) -> Expired {
+        let mut expired = Expired::default();
         while let Some(&(due, key)) = self.deadlines.first() {
             if due > now {
-                return (deliveries, Some(due));
+                expired.next = Some(due);
+                return expired;
             }
             self.deadlines.pop_first();
             let Some(Entry {
@@ -543,6 +675,17 @@ impl State {
             let timed_out = held
                 .attempt_deadline
                 .is_some_and(|deadline| deadline <= now);
+            if held.unconfirmed && !held.cancel_requested && !timed_out {
+                if let Some(notify) = self.requeue_adopted(key)
+                    && !expired
+                        .woken
+                        .iter()
+                        .any(|known| Arc::ptr_eq(known, &notify))
+                {
+                    expired.woken.push(notify);
+                }
+                continue;
+            }
             let (outcome, reason) = if held.cancel_requested {
                 let reason = EndReason::Cancelled {
                     worker: Some(held.worker.clone()),
@@ -578,7 +721,7 @@ impl State {
                 continue;
             };
             self.remove(key, reason, now);
-            deliveries.push((
+            expired.deliveries.push((
                 reports,
                 RemoteReport {
                     task: key.task,
@@ -588,7 +731,34 @@ impl State {
                 },
             ));
         }
-        (deliveries, None)
+        expired
+    }
+
+    /// Puts the adopted attempt `key`, whose worker never called, back on its queue as the
+    /// same attempt (its deadline is already out of `deadlines`). Returns the queue's
+    /// notifier, to wake its pollers; `None` for an unknown attempt.
+    fn requeue_adopted(&mut self, key: LeaseKey) -> Option<Arc<Notify>> {
+        let entry = self.attempts.get_mut(&key)?;
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let queue = self
+            .queues
+            .entry(entry.attempt.queue.clone())
+            .or_insert_with(Queue::new);
+        queue
+            .by_type
+            .entry(entry.attempt.task_type.clone())
+            .or_default()
+            .push_back((seq, key));
+        queue.live += 1;
+        entry.phase = Phase::Queued { seq, adopted: true };
+        tracing::info!(
+            %key,
+            task_id = %entry.attempt.task_id,
+            queue = %entry.attempt.queue,
+            "no word from the worker of an adopted attempt within its heartbeat timeout; the attempt is back on its queue"
+        );
+        Some(Arc::clone(&queue.notify))
     }
 
     /// The error for a call about `key`, which is neither queued nor leased.
@@ -607,6 +777,14 @@ impl State {
                 how: ended.reason.describe(),
                 ago: format!("{:.1} s", (now - ended.at).as_secs_f64()),
             },
+            None if self.runs.get(&key.run_id).is_some_and(|slot| slot.adopting) => {
+                RemoteError::Unavailable {
+                    attempt: format!("the attempt of lease `{key}`"),
+                    reason: "its run is being resumed by this engine, which has not taken over \
+                             its leased attempts yet"
+                        .to_string(),
+                }
+            }
             None => RemoteError::UnknownLease {
                 lease_id: key.to_string(),
                 remembered: self.tombstones.capacity(),
@@ -678,7 +856,7 @@ fn pop_oldest(
     attempts: &BTreeMap<LeaseKey, Entry>,
     task_types: &[String],
 ) -> Option<LeaseKey> {
-    let alive = |seq: u64, key: &LeaseKey| matches!(attempts.get(key), Some(Entry { phase: Phase::Queued { seq: s }, .. }) if *s == seq);
+    let alive = |seq: u64, key: &LeaseKey| matches!(attempts.get(key), Some(Entry { phase: Phase::Queued { seq: s, .. }, .. }) if *s == seq);
     let mut best: Option<(u64, String)> = None;
     let mut consider = |task_type: &String, fifo: &mut VecDeque<(u64, LeaseKey)>| {
         while let Some((seq, key)) = fifo.front() {

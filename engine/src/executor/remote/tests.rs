@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use super::*;
 use crate::checkpoint::AttemptOutcome;
 
+mod adopt;
+
 fn attempt(task: TaskIndex, queue: &str, task_type: &str) -> RemoteAttempt {
     RemoteAttempt {
         task,

@@ -2,11 +2,36 @@
 //! ended instead of "unknown lease".
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::lease_id::LeaseKey;
+
+/// Who holds (or held) a lease, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Holder {
+    /// The worker that leased the attempt from these queues, by its `worker_id` (may be
+    /// empty).
+    Worker(String),
+    /// The worker of a lease adopted from the run's previous owner: these queues never leased
+    /// the attempt, so they do not know the worker's name.
+    Adopted,
+}
+
+impl fmt::Display for Holder {
+    /// "worker `w1`", "an unnamed worker", or "the worker of the lease adopted from the run's
+    /// previous owner".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Worker(worker) => f.write_str(&worker_name(worker)),
+            Holder::Adopted => {
+                f.write_str("the worker of the lease adopted from the run's previous owner")
+            }
+        }
+    }
+}
 
 /// How a lease ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,17 +39,17 @@ pub(super) enum EndReason {
     /// The worker completed it.
     Completed {
         /// Who.
-        worker: String,
+        worker: Holder,
     },
     /// The worker failed it.
     Failed {
         /// Who.
-        worker: String,
+        worker: Holder,
     },
     /// The worker stopped heartbeating.
     HeartbeatTimeout {
         /// The worker that held it.
-        worker: String,
+        worker: Holder,
         /// Time since the last heartbeat (or the lease).
         silent: Duration,
         /// The attempt's heartbeat timeout.
@@ -33,14 +58,14 @@ pub(super) enum EndReason {
     /// The attempt's timeout passed.
     TimedOut {
         /// The worker that held it.
-        worker: String,
+        worker: Holder,
         /// The timeout.
         timeout: Duration,
     },
     /// The run cancelled the attempt.
     Cancelled {
         /// The worker that held it, if it was leased.
-        worker: Option<String>,
+        worker: Option<Holder>,
     },
     /// The run's driver stopped (or could not commit the result): the run is not driven here.
     RunStopped {
@@ -53,12 +78,8 @@ impl EndReason {
     /// Says how the lease ended, for a message like "... is no longer leased: HOW, 3.0 s ago".
     pub(super) fn describe(&self) -> String {
         match self {
-            EndReason::Completed { worker } => {
-                format!("it was already completed by {}", worker_name(worker))
-            }
-            EndReason::Failed { worker } => {
-                format!("it was already failed by {}", worker_name(worker))
-            }
+            EndReason::Completed { worker } => format!("it was already completed by {worker}"),
+            EndReason::Failed { worker } => format!("it was already failed by {worker}"),
             EndReason::HeartbeatTimeout {
                 worker,
                 silent,
@@ -68,16 +89,12 @@ impl EndReason {
                 heartbeat_timeout_error(worker, *silent, *limit)
             ),
             EndReason::TimedOut { worker, timeout } => format!(
-                "it timed out after {} (its timeout) while leased to {}",
+                "it timed out after {} (its timeout) while leased to {worker}",
                 tandem_dsl::format_duration(*timeout),
-                worker_name(worker)
             ),
             EndReason::Cancelled {
                 worker: Some(worker),
-            } => format!(
-                "it was cancelled by its run while leased to {}",
-                worker_name(worker)
-            ),
+            } => format!("it was cancelled by its run while leased to {worker}"),
             EndReason::Cancelled { worker: None } => {
                 "it was cancelled by its run before any worker took it".to_string()
             }
@@ -87,17 +104,20 @@ impl EndReason {
 }
 
 /// The error recorded for an attempt whose worker stopped heartbeating.
-pub(super) fn heartbeat_timeout_error(worker: &str, silent: Duration, limit: Duration) -> String {
+pub(super) fn heartbeat_timeout_error(
+    worker: &Holder,
+    silent: Duration,
+    limit: Duration,
+) -> String {
     format!(
-        "{} stopped heartbeating: no heartbeat for {:.1} s (heartbeat_timeout is {})",
-        worker_name(worker),
+        "{worker} stopped heartbeating: no heartbeat for {:.1} s (heartbeat_timeout is {})",
         silent.as_secs_f64(),
         tandem_dsl::format_duration(limit)
     )
 }
 
 /// "worker `w1`", or "an unnamed worker".
-pub(super) fn worker_name(worker: &str) -> String {
+fn worker_name(worker: &str) -> String {
     if worker.is_empty() {
         "an unnamed worker".to_string()
     } else {
@@ -186,7 +206,7 @@ mod tests {
             attempt: "attempt".into(),
             at: Instant::now(),
             reason: EndReason::Completed {
-                worker: worker.into(),
+                worker: Holder::Worker(worker.into()),
             },
         }
     }
@@ -216,10 +236,21 @@ mod tests {
 
     #[test]
     fn messages() {
+        let w1 = Holder::Worker("w1".into());
         assert_eq!(
-            heartbeat_timeout_error("w1", Duration::from_millis(10_200), Duration::from_secs(10)),
+            heartbeat_timeout_error(&w1, Duration::from_millis(10_200), Duration::from_secs(10)),
             "worker `w1` stopped heartbeating: no heartbeat for 10.2 s (heartbeat_timeout is 10s)"
         );
-        assert_eq!(worker_name(""), "an unnamed worker");
+        assert_eq!(
+            Holder::Worker(String::new()).to_string(),
+            "an unnamed worker"
+        );
+        let adopted = EndReason::Completed {
+            worker: Holder::Adopted,
+        };
+        assert_eq!(
+            adopted.describe(),
+            "it was already completed by the worker of the lease adopted from the run's previous owner"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::executor::remote::{Lease, PollRequest, RemoteConfig, RemoteErrorKind}
 
 impl Fixture {
     /// A runner config whose worker attempts go to `queues`.
-    fn remote_config(&self, queues: &TaskQueues) -> RunnerConfig {
+    pub(super) fn remote_config(&self, queues: &TaskQueues) -> RunnerConfig {
         RunnerConfig {
             remote: Some(queues.clone()),
             ..self.config(4)
@@ -20,7 +20,7 @@ impl Fixture {
 }
 
 /// Leases up to `max` attempts of queue `queue`, waiting up to a minute for the first.
-async fn lease(queues: &TaskQueues, queue: &str, max: usize) -> Vec<Lease> {
+pub(super) async fn lease(queues: &TaskQueues, queue: &str, max: usize) -> Vec<Lease> {
     queues
         .poll(PollRequest {
             queue: queue.into(),
@@ -32,7 +32,7 @@ async fn lease(queues: &TaskQueues, queue: &str, max: usize) -> Vec<Lease> {
         .await
 }
 
-fn outputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(super) fn outputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
@@ -40,7 +40,7 @@ fn outputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// The outcomes of the run's finished attempts, as `(task, attempt, outcome)`.
-fn attempt_ends(checkpoints: &[Checkpoint]) -> Vec<(u32, u32, AttemptOutcome)> {
+pub(super) fn attempt_ends(checkpoints: &[Checkpoint]) -> Vec<(u32, u32, AttemptOutcome)> {
     checkpoints
         .iter()
         .filter_map(|checkpoint| match &checkpoint.event {

@@ -233,38 +233,158 @@ fn non_retryable_error_types_fail_the_task_at_once() {
     assert_eq!(status(&machine, "refused"), "failed");
 }
 
-#[test]
-fn recovery_interrupts_an_in_flight_worker_attempt_and_retries_it() {
-    let retry = RetryPolicy {
-        max_attempts: 2,
-        ..RetryPolicy::default()
-    };
-    let spec = workflow(vec![
-        worker("w", &[], InputValue::Map(Vec::new())).retry(retry),
-        shell("s", &[]),
-    ]);
-    let mut first = machine(Arc::clone(&spec), 1);
-    let log = step(&mut first, Input::Start, 0).events;
+/// Starts `spec` (with param `day`), applies `then` to the first machine, and rebuilds a
+/// second machine from the events recorded so far (what a new owner reads from the store).
+fn crash(spec: Arc<WorkflowSpec>, then: impl FnOnce(&mut RunMachine) -> Vec<Event>) -> RunMachine {
+    let mut first = machine_with_params(Arc::clone(&spec), 1);
+    let mut log = step(&mut first, Input::Start, 0).events;
+    log.extend(then(&mut first));
     let mut state = RunState::new(
         first.state().run_id,
         spec,
         "/tmp/wf.yaml".into(),
-        BTreeMap::new(),
+        first.state().params.clone(),
         0,
     );
     for event in &log {
         state.apply(event);
     }
-    let mut second = RunMachine::new(state, 1).with_seed(1);
-    let recovered = step(
-        &mut second,
+    RunMachine::new(state, 1).with_seed(1)
+}
+
+fn recover(machine: &mut RunMachine, now: i64) -> Step {
+    step(
+        machine,
         Input::Recover {
-            owner: "pid 2".into(),
+            owner: "pid 2 on h2".into(),
+            same_host: false,
         },
-        10,
+        now,
+    )
+}
+
+fn adopted(step: &Step) -> Vec<&Dispatch> {
+    step.actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Adopt(dispatch) => Some(dispatch),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn recovery_adopts_an_in_flight_worker_attempt_and_interrupts_a_shell_one() {
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let spec = workflow(vec![
+        shell("a", &[]),
+        worker("w", &["a"], input()).retry(retry),
+        shell("s", &[]),
+    ]);
+    let outputs = BTreeMap::from([("path".to_string(), "/data/x.csv".to_string())]);
+    let mut second = crash(spec, |first| {
+        step(
+            first,
+            finish(0, 1, AttemptOutcome::Succeeded { outputs }),
+            1,
+        )
+        .events
+    });
+    let run_id = second.state().run_id.to_string();
+    let recovered = recover(&mut second, 10);
+    // The worker attempt is not finished: it stays running, and the adoption carries what
+    // its dispatch carried, the input rendered again from the run's state.
+    assert_eq!(status(&second, "w"), "running");
+    assert_eq!(
+        adopted(&recovered),
+        [&Dispatch {
+            task: 1,
+            task_id: "w".into(),
+            attempt: 1,
+            kind: DispatchKind::Worker {
+                queue: "q".into(),
+                task_type: "t".into(),
+                input: json!({
+                    "table": "t_2024-01-01",
+                    "path": "/data/x.csv",
+                    "n": 3,
+                    "nested": [true, null, run_id],
+                }),
+                heartbeat_timeout: Duration::from_secs(7),
+            },
+            timeout: None,
+        }]
     );
-    assert_eq!(status(&second, "w"), "waiting_retry");
-    // The interrupted shell attempt (no retry) freed its slot; nothing else is pending.
+    assert!(!recovered.events.iter().any(|event| matches!(
+        event,
+        Event::AttemptFinished { task: 1, .. } | Event::AttemptStarted { task: 1, .. }
+    )));
+    // The shell attempt in flight (no retry) was interrupted and failed.
     assert_eq!(status(&second, "s"), "failed");
-    assert!(dispatched(&recovered).is_empty());
+    assert!(dispatches(&recovered).is_empty());
+    // The adopted attempt's end is recorded as that of any attempt: no second attempt.
+    let done = step(&mut second, finish(1, 1, ok()), 11);
+    assert!(dispatches(&done).is_empty());
+    assert_eq!(second.state().task(1).attempts.len(), 1);
+    assert_eq!(status(&second, "w"), "succeeded");
+    assert_eq!(run_end(&second), Some(RunEnd::Failed));
+}
+
+#[test]
+fn an_adopted_attempt_follows_its_retry_policy_when_its_worker_fails() {
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        jitter: Jitter::None,
+        ..RetryPolicy::default()
+    };
+    let spec = workflow(vec![
+        worker("w", &[], InputValue::Map(Vec::new())).retry(retry),
+    ]);
+    let mut second = crash(spec, |_| Vec::new());
+    let recovered = recover(&mut second, 10);
+    assert_eq!(adopted(&recovered).len(), 1);
+    let failure = step(
+        &mut second,
+        finish(0, 1, failed_with_type("Transient", true)),
+        20,
+    );
+    assert!(failure.actions.contains(&Action::ArmRetry {
+        task: 0,
+        attempt: 2,
+        due: 1_020
+    }));
+}
+
+#[test]
+fn an_adopted_attempt_of_a_cancelling_run_is_asked_to_stop() {
+    let spec = workflow(vec![
+        worker("w", &[], InputValue::Map(Vec::new())),
+        shell("s", &["w"]),
+    ]);
+    let mut second = crash(spec, |first| {
+        step(
+            first,
+            Input::Cancel {
+                reason: "stop".into(),
+            },
+            1,
+        )
+        .events
+    });
+    let recovered = recover(&mut second, 10);
+    let adopt = adopted(&recovered);
+    assert_eq!(adopt.len(), 1);
+    let position = |wanted: &Action| recovered.actions.iter().position(|a| a == wanted);
+    let adopt_at = position(&Action::Adopt(adopt[0].clone())).unwrap();
+    let cancel_at = position(&Action::CancelAttempt {
+        task: 0,
+        attempt: 1,
+    })
+    .expect("the adopted attempt is cancelled");
+    assert!(adopt_at < cancel_at);
+    step(&mut second, finish(0, 1, AttemptOutcome::Cancelled), 11);
+    assert_eq!(run_end(&second), Some(RunEnd::Cancelled));
 }
