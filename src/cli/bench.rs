@@ -11,10 +11,12 @@
 //! samples. `append-200k` and `commit-1k` time the store alone (no scheduler).
 //!
 //! The `serve-*` workloads measure the region service instead: a real `tandem serve` process
-//! over a private PostgreSQL, driven through the SDK; their method is in [`service`]. They run
+//! over a private PostgreSQL, driven through the SDK; their method is in [`service`], and that
+//! of `serve-failover` (kill -9 of the leader of three replicas) in [`failover`]. They run
 //! only when named with `--workload`.
 
 mod commit;
+mod failover;
 mod process;
 mod service;
 pub mod worker;
@@ -36,7 +38,8 @@ use tandem_engine::store::sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
 
 use super::{Failure, OutputFormat, exit, runtime};
-use service::{ServiceResult, ServiceWorkload};
+use failover::FailoverResult;
+use service::{ServiceResult, ServiceRun, ServiceWorkload};
 
 /// Standard workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -75,6 +78,13 @@ pub enum Workload {
     /// Through `tandem serve`: 50 fanout-1k runs at once: tasks/s and the server's peak memory.
     #[value(name = "serve-concurrent-50")]
     ServeConcurrent50,
+    /// serve-fanout-1k against three replicas with leader election (etcd), through the leader.
+    #[value(name = "serve-fanout-1k-ha")]
+    ServeFanout1kHa,
+    /// Three replicas with leader election: time from kill -9 of the leader to the next
+    /// leader's first dispatch, over max(--repeat, 10) failovers.
+    #[value(name = "serve-failover")]
+    ServeFailover,
 }
 
 impl Workload {
@@ -100,8 +110,15 @@ impl Workload {
             Workload::ServeFanout1k
             | Workload::ServeFanout1kWorkers
             | Workload::ServeChain200
-            | Workload::ServeConcurrent50 => self.service().map_or("", ServiceWorkload::name),
+            | Workload::ServeConcurrent50
+            | Workload::ServeFanout1kHa => self.service().map_or("", ServiceWorkload::name),
+            Workload::ServeFailover => failover::NAME,
         }
+    }
+
+    /// Whether this is a `serve-*` workload (run in the bench process against `tandem serve`).
+    fn is_served(self) -> bool {
+        self.service().is_some() || self == Workload::ServeFailover
     }
 
     /// The service workload this is, if it is one (`serve-*`).
@@ -111,12 +128,14 @@ impl Workload {
             Workload::ServeFanout1kWorkers => Some(ServiceWorkload::Fanout1kWorkers),
             Workload::ServeChain200 => Some(ServiceWorkload::Chain200),
             Workload::ServeConcurrent50 => Some(ServiceWorkload::Concurrent50),
+            Workload::ServeFanout1kHa => Some(ServiceWorkload::Fanout1kHa),
             _ => None,
         }
     }
 
     /// The target, as (what is measured, limit): time in ms or peak memory in MiB. The
-    /// targets of the `serve-*` workloads are [`ServiceWorkload::target`].
+    /// targets of the `serve-*` workloads are [`ServiceWorkload::target`] and
+    /// [`failover::FailoverResult::verdict`].
     fn target(self) -> Option<Target> {
         match self {
             Workload::Fanout1k => Some(Target::RunMillis(100.0)),
@@ -127,7 +146,9 @@ impl Workload {
             Workload::ServeFanout1k
             | Workload::ServeFanout1kWorkers
             | Workload::ServeChain200
-            | Workload::ServeConcurrent50 => None,
+            | Workload::ServeConcurrent50
+            | Workload::ServeFanout1kHa
+            | Workload::ServeFailover => None,
         }
     }
 
@@ -143,10 +164,12 @@ impl Workload {
             Workload::ServeFanout1k
             | Workload::ServeFanout1kWorkers
             | Workload::ServeChain200
-            | Workload::ServeConcurrent50 => self
+            | Workload::ServeConcurrent50
+            | Workload::ServeFanout1kHa => self
                 .service()
                 .map(ServiceWorkload::source)
                 .unwrap_or_default(),
+            Workload::ServeFailover => failover::source(),
         }
     }
 }
@@ -227,7 +250,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
     std::fs::create_dir_all(&dir)
         .map_err(|error| Failure::system(format!("cannot create {}: {error}", dir.display())))?;
     if let Some(workload) = args.child {
-        if workload.service().is_some() {
+        if workload.is_served() {
             return Err(Failure::invalid(format!(
                 "bench --child: expected a local workload, found {} (the serve-* workloads run in the bench process)",
                 workload.name()
@@ -249,7 +272,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         .map_err(|error| Failure::system(format!("cannot find the tandem binary: {error}")))?;
     let (served, local): (Vec<Workload>, Vec<Workload>) = workloads
         .into_iter()
-        .partition(|workload| workload.service().is_some());
+        .partition(|workload| workload.is_served());
     let mut results = Vec::new();
     for workload in local {
         let mut samples = Vec::new();
@@ -258,15 +281,25 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         }
         results.push((workload, samples));
     }
+    let failover_asked = served.contains(&Workload::ServeFailover);
     let served: Vec<ServiceWorkload> = served.into_iter().filter_map(Workload::service).collect();
-    let service_results = if served.is_empty() {
-        Vec::new()
+    let ServiceRun {
+        results: service_results,
+        failover: failover_result,
+    } = if served.is_empty() && !failover_asked {
+        ServiceRun {
+            results: Vec::new(),
+            failover: None,
+        }
     } else {
-        service::run_all(&exe, &served, args.repeat, &dir)?
+        service::run_all(&exe, &served, failover_asked, args.repeat, &dir)?
     };
     let mut missed = service_results
         .iter()
-        .any(|result| result.verdict() == Some(false));
+        .any(|result| result.verdict() == Some(false))
+        || failover_result
+            .as_ref()
+            .is_some_and(|result| !result.verdict());
     match args.output {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = results
@@ -281,6 +314,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                     })
                 })
                 .chain(service_results.iter().map(ServiceResult::json))
+                .chain(failover_result.iter().map(FailoverResult::json))
                 .collect();
             println!(
                 "{}",
@@ -342,6 +376,27 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                     worker.completed
                 );
             }
+            if let Some(ratio) = result.baseline_ratio() {
+                println!(
+                    "{}: median run time {ratio:.3} x that of serve-fanout-1k in this invocation.",
+                    result.workload.name()
+                );
+            }
+        }
+    }
+    if let (OutputFormat::Table, Some(result)) = (args.output, &failover_result) {
+        if !results.is_empty() || !service_results.is_empty() {
+            println!();
+        }
+        println!("{}", result.table());
+        println!("{}", result.sample_table());
+        println!(
+            "{} failovers of 3 replicas (etcd leader election, lease TTL {} s) on the private PostgreSQL, while runs of a chain of 300 shell tasks keep being dispatched; FAILOVER = kill -9 of the leader to the `at` of the first AttemptStarted the next leader committed (wall clock of this machine); EPOCH GROWTH = etcd revisions between the two leader keys; AUDIT = every run succeeded, every task succeeded exactly once.",
+            result.samples.len(),
+            result.lease_ttl.as_secs()
+        );
+        for problem in &result.audit.problems {
+            println!("audit: {problem}");
         }
     }
     Ok(if missed { exit::FAILED } else { exit::OK })

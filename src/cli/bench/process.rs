@@ -27,8 +27,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Bytes of a log's end quoted in errors.
 const LOG_TAIL_BYTES: u64 = 4_000;
+/// The region name every bench server serves.
+pub const REGION: &str = "bench";
 
-/// A running `tandem serve --listen 127.0.0.1:0 --postgres-url URL` (SIGKILLed on drop).
+/// A running `tandem serve` (SIGKILLed on drop).
 #[derive(Debug)]
 pub struct ServeProcess {
     child: Child,
@@ -36,29 +38,101 @@ pub struct ServeProcess {
     log: PathBuf,
 }
 
+/// How to start one `tandem serve`: `--listen ADDR --region bench --postgres-url URL`, plus
+/// the leader election flags of a replica.
+#[derive(Debug, Clone)]
+pub struct ServeOptions<'a> {
+    /// The database.
+    pub postgres_url: &'a str,
+    /// Where its state directory (`NAME-state`) and log (`NAME.log`, appended to) go.
+    pub dir: &'a Path,
+    /// Names the state directory and log in `dir`.
+    pub name: String,
+    /// The address to listen on, `127.0.0.1:0` for a free port.
+    pub listen: String,
+    /// Leader election flags; `None`: a standalone server.
+    pub election: Option<ElectionOptions>,
+}
+
+/// The leader election flags of a replica: `--etcd-endpoints URL --member-id ID --lease-ttl
+/// Ns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionOptions {
+    /// The etcd client URL, `http://127.0.0.1:PORT`.
+    pub etcd_endpoint: String,
+    /// The replica's member id (the same across its restarts).
+    pub member_id: String,
+    /// The leader lease's TTL, whole seconds.
+    pub lease_ttl: Duration,
+}
+
+impl<'a> ServeOptions<'a> {
+    /// A standalone server named `serve` on a free port of 127.0.0.1.
+    pub fn new(postgres_url: &'a str, dir: &'a Path) -> ServeOptions<'a> {
+        ServeOptions {
+            postgres_url,
+            dir,
+            name: "serve".to_string(),
+            listen: "127.0.0.1:0".to_string(),
+            election: None,
+        }
+    }
+
+    /// The arguments after the global ones: `serve --listen ... [--etcd-endpoints ...]`.
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "serve".to_string(),
+            "--listen".to_string(),
+            self.listen.clone(),
+            "--region".to_string(),
+            REGION.to_string(),
+            "--postgres-url".to_string(),
+            self.postgres_url.to_string(),
+        ];
+        if let Some(election) = &self.election {
+            args.extend([
+                "--etcd-endpoints".to_string(),
+                election.etcd_endpoint.clone(),
+                "--member-id".to_string(),
+                election.member_id.clone(),
+                "--lease-ttl".to_string(),
+                format!("{}s", election.lease_ttl.as_secs()),
+            ]);
+        }
+        args
+    }
+}
+
 impl ServeProcess {
     /// Starts `exe serve` against `postgres_url` with its state directory and log in `dir`,
-    /// and waits until it prints `listening on ADDR` on stdout.
+    /// without leader election, on a free port: [`ServeProcess::start_with`] with
+    /// [`ServeOptions::new`].
+    ///
+    /// Errors: as [`ServeProcess::start_with`].
+    pub fn start(exe: &Path, postgres_url: &str, dir: &Path) -> Result<ServeProcess, Failure> {
+        ServeProcess::start_with(exe, &ServeOptions::new(postgres_url, dir))
+    }
+
+    /// Starts `exe serve` as `options` say and waits until it prints `listening on ADDR` on
+    /// stdout (a replica with leader election prints it as a follower, before it is elected).
     ///
     /// Its environment is this process's minus every `TANDEM_*` variable except `TANDEM_LOG`,
     /// so a user's `TANDEM_CONFIG`, `TANDEM_PARALLELISM`, ... do not change what is measured:
-    /// the server runs with its defaults.
+    /// the server runs with its defaults and the flags of `options`.
     ///
     /// Errors: it cannot be started, exits, or prints no address within 60 s (the error quotes
     /// its log).
-    pub fn start(exe: &Path, postgres_url: &str, dir: &Path) -> Result<ServeProcess, Failure> {
-        let log = dir.join("serve.log");
+    pub fn start_with(exe: &Path, options: &ServeOptions) -> Result<ServeProcess, Failure> {
+        let log = options.dir.join(format!("{}.log", options.name));
         let mut command = Command::new(exe);
         command
             .arg("--state-dir")
-            .arg(dir.join("serve-state"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--region", "bench"])
-            .arg("--postgres-url")
-            .arg(postgres_url)
-            .current_dir(dir)
+            .arg(options.dir.join(format!("{}-state", options.name)))
+            .args(options.serve_args())
+            .current_dir(options.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log_file(&log)?);
+            .stderr(append_log_file(&log)?);
         scrub_environment(&mut command);
         let mut child = spawn(&mut command, "tandem serve")?;
         let Some(stdout) = child.stdout.take() else {
@@ -131,6 +205,11 @@ impl ServeProcess {
     /// The end of its log, for error messages.
     pub fn log_tail(&self) -> String {
         format!("its log ({}):\n{}", self.log.display(), log_tail(&self.log))
+    }
+
+    /// Kills it at once (SIGKILL, as `kill -9`) and reaps it.
+    pub fn kill(mut self) {
+        stop_now(&mut self.child);
     }
 
     /// Asks it to stop (SIGTERM), waits up to 10 s, then kills it.
@@ -285,6 +364,16 @@ fn log_file(path: &Path) -> Result<std::fs::File, Failure> {
         .map_err(|error| Failure::system(format!("cannot create {}: {error}", path.display())))
 }
 
+/// `path` opened for appending (created when missing), so a restarted server's log follows
+/// the previous process's.
+fn append_log_file(path: &Path) -> Result<std::fs::File, Failure> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| Failure::system(format!("cannot open {}: {error}", path.display())))
+}
+
 /// Spawns `command` so that it gets SIGKILL when the spawning thread ends.
 fn spawn(command: &mut Command, what: &str) -> Result<Child, Failure> {
     let parent = std::process::id();
@@ -366,6 +455,47 @@ mod tests {
         );
         assert_eq!(listening_address("listening on "), None);
         assert_eq!(listening_address("connected to PostgreSQL"), None);
+    }
+
+    #[test]
+    fn serve_arguments_with_and_without_election() {
+        let dir = Path::new("/tmp/x");
+        let standalone = ServeOptions::new("postgres://db", dir);
+        assert_eq!(
+            standalone.serve_args(),
+            [
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--region",
+                "bench",
+                "--postgres-url",
+                "postgres://db"
+            ]
+        );
+        let replica = ServeOptions {
+            name: "replica-1".to_string(),
+            listen: "127.0.0.1:4000".to_string(),
+            election: Some(ElectionOptions {
+                etcd_endpoint: "http://127.0.0.1:2379".to_string(),
+                member_id: "replica-1".to_string(),
+                lease_ttl: Duration::from_secs(5),
+            }),
+            ..standalone
+        };
+        let args = replica.serve_args();
+        assert_eq!(args[2], "127.0.0.1:4000");
+        assert_eq!(
+            args[7..],
+            [
+                "--etcd-endpoints",
+                "http://127.0.0.1:2379",
+                "--member-id",
+                "replica-1",
+                "--lease-ttl",
+                "5s"
+            ]
+        );
     }
 
     #[test]

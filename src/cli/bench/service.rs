@@ -27,6 +27,14 @@
 //! - `serve-concurrent-50`: 50 fanout-1k runs started at once (50 concurrent `StartRun` +
 //!   `WatchRun` on one HTTP/2 connection); the time is until the last one finished, and the
 //!   figure is task instances finished per second (50 x 1,002 / time).
+//! - `serve-fanout-1k-ha`: `serve-fanout-1k` against a region of three replicas with leader
+//!   election (a private etcd, `--lease-ttl 5s`; see [`super::failover::ReplicaSet`]): replica
+//!   0 is started first and leads before the two others start, and the client, given the three
+//!   addresses with replica 0 first, talks to it. Target: its median within 10% of
+//!   `serve-fanout-1k`'s when both run in the same invocation (the ratio is printed);
+//!   otherwise its figure is stated. The memory column is the leader's.
+//!
+//! `serve-failover` shares the private PostgreSQL; its method is in [`super::failover`].
 //!
 //! Every sample also records the serve process's peak resident memory so far (`VmHWM` of
 //! `/proc/PID/status`; it includes the warm-up), and the server-side duration (the runs'
@@ -48,6 +56,7 @@ use tandem_engine::testing::TempPostgres;
 
 use super::super::{Failure, runtime};
 use super::commit::CommitProbe;
+use super::failover::{self, FailoverResult, ReplicaSet};
 use super::process::{ServeProcess, WorkerCounts, WorkerProcess};
 use super::{chain, fan_out, max, median, min};
 
@@ -65,6 +74,9 @@ const FAN_OUT_WIDTH: usize = 1_000;
 const CONCURRENT_RUNS: usize = 50;
 /// Longest a sample may take before the bench gives up (a hung service fails the bench).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `serve-fanout-1k-ha`'s median may be at most this times `serve-fanout-1k`'s (issue 4,
+/// "Speed": not worse by more than 10% with three replicas running).
+const HA_RATIO_LIMIT: f64 = 1.10;
 
 /// A workload of the region service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +89,8 @@ pub enum ServiceWorkload {
     Chain200,
     /// 50 fanout-1k runs started at once.
     Concurrent50,
+    /// fanout-1k with empty tasks, one run, against three replicas with leader election.
+    Fanout1kHa,
 }
 
 /// What a service workload must stay under.
@@ -86,6 +100,9 @@ pub enum ServiceTarget {
     RunMillis(f64),
     /// Median of `run time / (200 x commit latency)`.
     CommitRatio(f64),
+    /// Median run time at most this times the median of `serve-fanout-1k` measured in the
+    /// same invocation (no verdict without it).
+    RatioToFanout1k(f64),
 }
 
 impl ServiceWorkload {
@@ -96,25 +113,28 @@ impl ServiceWorkload {
             ServiceWorkload::Fanout1kWorkers => "serve-fanout-1k-workers",
             ServiceWorkload::Chain200 => "serve-chain-200",
             ServiceWorkload::Concurrent50 => "serve-concurrent-50",
+            ServiceWorkload::Fanout1kHa => "serve-fanout-1k-ha",
         }
     }
 
-    /// The target (issue 3, "Speed"); `serve-concurrent-50` has none, its figures are stated.
+    /// The target (issues 3 and 4, "Speed"); `serve-concurrent-50` has none, its figures
+    /// are stated.
     pub fn target(self) -> Option<ServiceTarget> {
         match self {
             ServiceWorkload::Fanout1k => Some(ServiceTarget::RunMillis(150.0)),
             ServiceWorkload::Fanout1kWorkers => Some(ServiceTarget::RunMillis(1_000.0)),
             ServiceWorkload::Chain200 => Some(ServiceTarget::CommitRatio(1.2)),
             ServiceWorkload::Concurrent50 => None,
+            ServiceWorkload::Fanout1kHa => Some(ServiceTarget::RatioToFanout1k(HA_RATIO_LIMIT)),
         }
     }
 
     /// The workload's DAG file text.
     pub fn source(self) -> String {
         match self {
-            ServiceWorkload::Fanout1k | ServiceWorkload::Concurrent50 => {
-                fan_out("serve-fanout-1k", FAN_OUT_WIDTH, "")
-            }
+            ServiceWorkload::Fanout1k
+            | ServiceWorkload::Concurrent50
+            | ServiceWorkload::Fanout1kHa => fan_out("serve-fanout-1k", FAN_OUT_WIDTH, ""),
             ServiceWorkload::Fanout1kWorkers => fan_out(
                 "serve-fanout-1k-workers",
                 FAN_OUT_WIDTH,
@@ -173,15 +193,25 @@ pub struct ServiceResult {
     pub samples: Vec<ServiceSample>,
     /// What the worker process did (`serve-fanout-1k-workers` only), warm-up included.
     pub worker: Option<WorkerCounts>,
+    /// `serve-fanout-1k-ha`: the median run time of `serve-fanout-1k` in the same invocation,
+    /// ms.
+    pub baseline_ms: Option<f64>,
 }
 
 impl ServiceResult {
-    /// Whether the target was met (`None`: no target).
+    /// Whether the target was met (`None`: no target, or no baseline to compare with).
     pub fn verdict(&self) -> Option<bool> {
         Some(match self.workload.target()? {
             ServiceTarget::RunMillis(limit) => median(&self.column(|s| Some(s.run_ms))) < limit,
             ServiceTarget::CommitRatio(limit) => median(&self.column(|s| s.commit_ratio)) < limit,
+            ServiceTarget::RatioToFanout1k(limit) => self.baseline_ratio()? <= limit,
         })
+    }
+
+    /// `serve-fanout-1k-ha`: its median run time / `serve-fanout-1k`'s, when both ran.
+    pub fn baseline_ratio(&self) -> Option<f64> {
+        let baseline = self.baseline_ms.filter(|baseline| *baseline > 0.0)?;
+        Some(median(&self.column(|s| Some(s.run_ms))) / baseline)
     }
 
     fn column(&self, value: impl Fn(&ServiceSample) -> Option<f64>) -> Vec<f64> {
@@ -203,23 +233,38 @@ impl ServiceResult {
             "samples": self.samples,
             "serve_peak_rss_kib": self.peak_rss_kib(),
             "worker": self.worker,
+            "ratio_to_serve_fanout_1k": self.baseline_ratio(),
             "target_met": self.verdict(),
         })
     }
 }
 
-/// Runs `workloads` (each `repeat` measured samples) against one private PostgreSQL; temp
-/// dirs (serve state, logs) go under `dir`. The children are spawned from the calling thread,
-/// which must live until this returns (it does: everything here runs on it).
+/// What [`run_all`] measured.
+#[derive(Debug, Clone)]
+pub struct ServiceRun {
+    /// One result per service workload, in the order asked.
+    pub results: Vec<ServiceResult>,
+    /// `serve-failover`, when asked.
+    pub failover: Option<FailoverResult>,
+}
+
+/// Runs `workloads` (each `repeat` measured samples), then `serve-failover` when `failover`
+/// is set (`max(repeat, 10)` failovers), against one private PostgreSQL; temp dirs (serve
+/// state, logs) go under `dir`. The children are spawned from the calling thread, which must
+/// live until this returns (it does: everything here runs on it). When both
+/// `serve-fanout-1k` and `serve-fanout-1k-ha` ran, the latter's result carries the former's
+/// median as its baseline.
 ///
-/// Errors: PostgreSQL or a child cannot be started, a call fails, a run does not succeed, or
-/// a sample takes over 5 minutes; the error quotes the end of the serve (and worker) log.
+/// Errors: PostgreSQL, etcd or a child cannot be started, a call fails, a run does not
+/// succeed, or a sample takes over 5 minutes; the error quotes the end of the serve (and
+/// worker) logs.
 pub fn run_all(
     exe: &Path,
     workloads: &[ServiceWorkload],
+    failover: bool,
     repeat: u32,
     dir: &Path,
-) -> Result<Vec<ServiceResult>, Failure> {
+) -> Result<ServiceRun, Failure> {
     let runtime = runtime()?;
     let postgres = runtime.block_on(TempPostgres::start()).map_err(|error| {
         Failure::system(format!(
@@ -232,7 +277,28 @@ pub fn run_all(
             &runtime, &postgres, exe, workload, index, repeat, dir,
         )?);
     }
-    Ok(results)
+    let baseline = results
+        .iter()
+        .find(|result| result.workload == ServiceWorkload::Fanout1k)
+        .map(|result| median(&result.column(|s| Some(s.run_ms))));
+    for result in &mut results {
+        if result.workload == ServiceWorkload::Fanout1kHa {
+            result.baseline_ms = baseline;
+        }
+    }
+    let failover = if failover {
+        Some(failover::run(
+            &runtime,
+            &postgres,
+            exe,
+            repeat,
+            dir,
+            workloads.len(),
+        )?)
+    } else {
+        None
+    };
+    Ok(ServiceRun { results, failover })
 }
 
 /// One workload: fresh database, serve (and worker) process, warm-up, samples, stop.
@@ -257,7 +323,8 @@ fn run_one(
         ServiceWorkload::Chain200 => Some(create(format!("commit_probe_{index}"))?),
         _ => None,
     };
-    let serve = ServeProcess::start(exe, &database_url, temp.path())?;
+    let server = Server::start(runtime, exe, workload, &database_url, temp.path())?;
+    let serve = server.leader()?;
     let worker = match workload {
         ServiceWorkload::Fanout1kWorkers => Some(WorkerProcess::start(
             exe,
@@ -269,7 +336,13 @@ fn run_one(
         )?),
         _ => None,
     };
-    let measured = runtime.block_on(measure(workload, &serve, probe_url.as_deref(), repeat));
+    let measured = runtime.block_on(measure(
+        workload,
+        server.client(),
+        serve,
+        probe_url.as_deref(),
+        repeat,
+    ));
     let samples = measured.map_err(|failure| {
         let worker_log = worker
             .as_ref()
@@ -281,7 +354,7 @@ fn run_one(
                 "{}: {}\nserve: {}{worker_log}",
                 workload.name(),
                 failure.message,
-                serve.log_tail()
+                server.log_tails()
             ),
         }
     })?;
@@ -304,24 +377,92 @@ fn run_one(
         }
         None => None,
     };
-    serve.stop();
+    server.stop();
     Ok(ServiceResult {
         workload,
         samples,
         worker,
+        baseline_ms: None,
     })
+}
+
+/// The server(s) of a workload: one `tandem serve`, or a region of replicas.
+enum Server {
+    /// A standalone `tandem serve`, and a client of it.
+    Single(ServeProcess, Client),
+    /// Replicas with leader election; replica 0 leads.
+    Replicas(Box<ReplicaSet>),
+}
+
+impl Server {
+    /// Starts what `workload` needs: replicas for `serve-fanout-1k-ha`, one server otherwise.
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        exe: &Path,
+        workload: ServiceWorkload,
+        database_url: &str,
+        dir: &Path,
+    ) -> Result<Server, Failure> {
+        if workload == ServiceWorkload::Fanout1kHa {
+            return Ok(Server::Replicas(Box::new(ReplicaSet::start(
+                runtime,
+                exe,
+                database_url,
+                dir,
+                failover::REPLICAS,
+                failover::LEASE_TTL,
+            )?)));
+        }
+        let serve = ServeProcess::start(exe, database_url, dir)?;
+        let client = runtime
+            .block_on(Client::connect(serve.url()))
+            .map_err(|error| Failure::system(format!("cannot connect to tandem serve: {error}")))?;
+        Ok(Server::Single(serve, client))
+    }
+
+    /// The process that leads (the only one, or replica 0).
+    fn leader(&self) -> Result<&ServeProcess, Failure> {
+        match self {
+            Server::Single(serve, _) => Ok(serve),
+            Server::Replicas(replicas) => replicas
+                .process(0)
+                .ok_or_else(|| Failure::system("replica 0 is not running")),
+        }
+    }
+
+    /// The client the samples use.
+    fn client(&self) -> &Client {
+        match self {
+            Server::Single(_, client) => client,
+            Server::Replicas(replicas) => replicas.client(),
+        }
+    }
+
+    /// The end of the log(s), for error messages.
+    fn log_tails(&self) -> String {
+        match self {
+            Server::Single(serve, _) => serve.log_tail(),
+            Server::Replicas(replicas) => replicas.with_logs(Failure::system("")).message,
+        }
+    }
+
+    /// Stops the process(es).
+    fn stop(self) {
+        match self {
+            Server::Single(serve, _) => serve.stop(),
+            Server::Replicas(replicas) => replicas.stop(),
+        }
+    }
 }
 
 /// Registers the workload, runs the warm-up sample, then `repeat` measured ones.
 async fn measure(
     workload: ServiceWorkload,
+    client: &Client,
     serve: &ServeProcess,
     probe_url: Option<&str>,
     repeat: u32,
 ) -> Result<Vec<ServiceSample>, Failure> {
-    let client = Client::connect(serve.url())
-        .await
-        .map_err(|error| Failure::system(format!("cannot connect to tandem serve: {error}")))?;
     let registered = client
         .register_workflow(workload.source(), format!("{}.yaml", workload.name()))
         .await
@@ -341,7 +482,7 @@ async fn measure(
     for index in 0..=repeat {
         let sample = tokio::time::timeout(
             SAMPLE_TIMEOUT,
-            sample(workload, &client, &registered, serve, probe.as_ref()),
+            sample(workload, client, &registered, serve, probe.as_ref()),
         )
         .await
         .map_err(|_| {
@@ -493,6 +634,10 @@ fn target_text(result: &ServiceResult) -> String {
     let what = match target {
         ServiceTarget::RunMillis(limit) => format!("run < {limit} ms"),
         ServiceTarget::CommitRatio(limit) => format!("ratio < {limit}"),
+        ServiceTarget::RatioToFanout1k(limit) => match result.baseline_ratio() {
+            Some(ratio) => format!("run <= {limit:.2} x serve-fanout-1k ({ratio:.2})"),
+            None => return "- (ratio needs serve-fanout-1k in the same run)".to_string(),
+        },
     };
     match result.verdict() {
         Some(true) => format!("{what}: met"),
@@ -511,6 +656,7 @@ mod tests {
             ServiceWorkload::Fanout1kWorkers,
             ServiceWorkload::Chain200,
             ServiceWorkload::Concurrent50,
+            ServiceWorkload::Fanout1kHa,
         ] {
             let spec = tandem_dsl::compile(workload.name(), &workload.source())
                 .unwrap_or_else(|errors| panic!("{}: {errors}", workload.name()));
@@ -550,6 +696,7 @@ mod tests {
             workload,
             samples,
             worker: None,
+            baseline_ms: None,
         }
     }
 
@@ -585,5 +732,28 @@ mod tests {
             result(ServiceWorkload::Concurrent50, &[1.0], &[]).verdict(),
             None
         );
+    }
+
+    #[test]
+    fn the_ha_fanout_is_compared_with_the_single_server_median() {
+        assert_eq!(
+            ServiceWorkload::Fanout1kHa.source(),
+            ServiceWorkload::Fanout1k.source(),
+            "the same DAG"
+        );
+        let mut ha = result(ServiceWorkload::Fanout1kHa, &[100.0, 109.0, 500.0], &[]);
+        assert_eq!(ha.verdict(), None, "no baseline: the figure is stated");
+        assert!(target_text(&ha).starts_with("- "), "{}", target_text(&ha));
+        ha.baseline_ms = Some(100.0);
+        assert_eq!(ha.baseline_ratio(), Some(1.09));
+        assert_eq!(ha.verdict(), Some(true));
+        assert_eq!(
+            target_text(&ha),
+            "run <= 1.10 x serve-fanout-1k (1.09): met"
+        );
+        ha.baseline_ms = Some(98.0);
+        assert_eq!(ha.verdict(), Some(false), "1.11 x");
+        assert!(target_text(&ha).ends_with("MISSED"));
+        assert_eq!(ha.json()["ratio_to_serve_fanout_1k"], 109.0 / 98.0);
     }
 }
