@@ -163,7 +163,12 @@ impl Endpoints {
                 endpoint: config.endpoints().join(","),
                 message: failures
                     .iter()
-                    .map(ToString::to_string)
+                    .map(|error| match error {
+                        ClientError::Unavailable {
+                            endpoint, message, ..
+                        } => format!("{endpoint}: {message}"),
+                        other => other.to_string(),
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
                 error_code: None,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cancel;
+mod cluster;
 mod graph;
 mod logs;
 mod progress;
@@ -57,8 +58,9 @@ pub struct Cli {
     )]
     state_dir: PathBuf,
 
-    /// Address of a Tandem server (`tandem serve`) for submit, status, cancel, watch, and runs
-    /// [default for the commands that need a server: http://127.0.0.1:7233].
+    /// Address of a Tandem server (`tandem serve`) for submit, status, cancel, watch, runs and
+    /// cluster; a region's replicas as a comma-separated list URL,URL,... (calls go to the
+    /// leader) [default for the commands that need a server: http://127.0.0.1:7233].
     #[arg(long, global = true, env = "TANDEM_SERVER", value_name = "URL")]
     server: Option<String>,
 
@@ -88,6 +90,8 @@ enum Command {
     Cancel(cancel::CancelArgs),
     /// Follow a run on a server with live progress until it ends.
     Watch(watch::WatchArgs),
+    /// A region's replicas and leader (`tandem cluster status`).
+    Cluster(cluster::ClusterArgs),
     /// Show a run's tasks: state, attempts, times, exit codes, outputs.
     Show(show::ShowArgs),
     /// Print the captured stdout/stderr of a task's attempt.
@@ -194,6 +198,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(cli.server.as_deref(), args),
         Command::Cancel(args) => cancel::cancel(cli.server.as_deref(), args),
         Command::Watch(args) => watch::watch_command(cli.server.as_deref(), args),
+        Command::Cluster(args) => cluster::cluster(cli.server.as_deref(), args),
         Command::Show(args) => show::show(&state_dir, args),
         Command::Logs(args) => logs::logs(&state_dir, args),
         Command::Graph(args) => graph::graph(args),

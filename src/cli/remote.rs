@@ -1,5 +1,5 @@
-//! What the client commands of a Tandem server share: its address, the connection, and how
-//! client errors map to exit codes.
+//! What the client commands of a Tandem server share: its address (or the comma-separated
+//! addresses of a region's replicas), the connection, and how client errors map to exit codes.
 
 use std::time::Duration;
 
@@ -14,15 +14,25 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7233";
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The server to talk to: `--server` / `TANDEM_SERVER`, else [`DEFAULT_SERVER`].
+/// The server(s) to talk to: `--server` / `TANDEM_SERVER` (one address or a comma-separated
+/// list of a region's replicas), else [`DEFAULT_SERVER`].
 pub fn server_address(server: Option<&str>) -> &str {
     server.unwrap_or(DEFAULT_SERVER)
 }
 
-/// Connects to `server` now (inside a tokio runtime). Unreachable: exit 3 naming the address.
+/// The client configuration of `server`: one address or a comma-separated list (the client
+/// follows the region's leader across them). A malformed list is exit 2 naming the entry.
+pub fn config(server: &str) -> Result<ClientConfig, Failure> {
+    let config = ClientConfig::parse(server).map_err(Failure::from)?;
+    Ok(config.connect_timeout(CONNECT_TIMEOUT))
+}
+
+/// Connects to `server` now (inside a tokio runtime): to its addresses in order until one
+/// answers. None reachable: exit 3 naming the addresses.
 pub async fn connect(server: &str) -> Result<Client, Failure> {
-    let config = ClientConfig::new(server).connect_timeout(CONNECT_TIMEOUT);
-    Client::connect_with(config).await.map_err(Failure::from)
+    Client::connect_with(config(server)?)
+        .await
+        .map_err(Failure::from)
 }
 
 impl From<ClientError> for Failure {
@@ -35,8 +45,13 @@ impl From<ClientError> for Failure {
             | ClientError::AlreadyExists { .. }
             | ClientError::InvalidEndpoint { .. } => Failure::invalid(error),
             ClientError::Unavailable { .. } => Failure::system(format!(
-                "{error}\nis `tandem serve` running there? Give its address with --server URL or TANDEM_SERVER"
+                "{error}\nis `tandem serve` running there? Give its address with --server URL or TANDEM_SERVER (a region's replicas: URL,URL,...)"
             )),
+            ClientError::NotLeader { .. } | ClientError::LeaderStarting { .. } => {
+                Failure::system(format!(
+                    "{error}\nno replica of the region accepted the request in time; `tandem cluster status` shows its members and leader"
+                ))
+            }
             ClientError::FailedPrecondition { .. }
             | ClientError::Other { .. }
             | ClientError::Protocol { .. } => Failure::system(error),
@@ -109,6 +124,45 @@ mod tests {
             error_code: None,
         };
         assert_eq!(Failure::from(internal).code, exit::SYSTEM);
+    }
+
+    #[test]
+    fn server_lists_parse_and_bad_ones_are_bad_input() {
+        let config = config("h1:7233, http://h2:7233").expect("a list");
+        assert_eq!(config.endpoints(), ["http://h1:7233", "http://h2:7233"]);
+        assert_eq!(config.get_connect_timeout(), CONNECT_TIMEOUT);
+        let failure = config_failure("h1:7233,,h2:7233");
+        assert_eq!(failure.code, exit::INVALID);
+        assert!(
+            failure.message.contains("entry 2 is empty"),
+            "{}",
+            failure.message
+        );
+        let failure = config_failure("https://h1:7233");
+        assert_eq!(failure.code, exit::INVALID);
+        assert!(failure.message.contains("TLS"), "{}", failure.message);
+    }
+
+    fn config_failure(server: &str) -> Failure {
+        match config(server) {
+            Ok(config) => panic!("{server}: expected a failure, found {config:?}"),
+            Err(failure) => failure,
+        }
+    }
+
+    #[test]
+    fn no_leader_in_time_is_a_system_failure() {
+        let failure = Failure::from(ClientError::NotLeader {
+            endpoint: "http://h2:7233".to_string(),
+            leader: None,
+            message: "member h2 of region eu-west knows no leader".to_string(),
+        });
+        assert_eq!(failure.code, exit::SYSTEM);
+        assert!(
+            failure.message.contains("tandem cluster status"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn bench_worker(server: Option<&str>, args: BenchWorkerArgs) -> Result<u8, F
     let server = server.ok_or_else(|| {
         Failure::invalid("bench-worker: expected the server's address in --server URL, found none")
     })?;
-    let worker = Worker::builder(ClientConfig::new(server), args.queue.clone())
+    let config = ClientConfig::parse(server)
+        .map_err(|error| Failure::invalid(format!("bench-worker: {error}")))?;
+    let worker = Worker::builder(config, args.queue.clone())
         .handler(args.task_type.clone(), noop)
         .concurrency(args.concurrency as usize)
         .shutdown_grace(SHUTDOWN_GRACE)
