@@ -5,11 +5,13 @@
 //! - [`scheduler`]: the pure state machine of a run: (state, input) → (checkpoints, actions).
 //! - [`runner`]: the I/O loop around it: commit checkpoints, then perform actions.
 //! - [`executor`]: shell attempts in their own process groups.
+//! - [`leadership`]: leader election inside a region through etcd (epoch, lease, members).
 //! - [`store`]: the `CheckpointStore` interface and its SQLite and PostgreSQL implementations.
-//! - [`testing`]: a throw-away PostgreSQL server for tests and benchmarks.
+//! - [`testing`]: throw-away PostgreSQL and etcd servers for tests and benchmarks.
 
 pub mod checkpoint;
 pub mod executor;
+pub mod leadership;
 pub mod paths;
 pub mod runner;
 pub mod scheduler;
