@@ -65,6 +65,7 @@ mod observer;
 mod role;
 mod status;
 mod task;
+mod term;
 
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEASE_TTL, ElectionConfig, MIN_LEASE_TTL};
 pub use election::Election;
