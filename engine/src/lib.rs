@@ -6,6 +6,7 @@
 //! - [`runner`]: the I/O loop around it: commit checkpoints, then perform actions.
 //! - [`executor`]: shell attempts in their own process groups.
 //! - [`leadership`]: leader election inside a region through etcd (epoch, lease, members).
+//! - [`schedule`]: cron schedules: the due ticks of a workflow and the ticker that fires them.
 //! - [`store`]: the `CheckpointStore` interface and its SQLite and PostgreSQL implementations.
 //! - [`testing`]: throw-away PostgreSQL and etcd servers for tests and benchmarks.
 
@@ -14,6 +15,7 @@ pub mod executor;
 pub mod leadership;
 pub mod paths;
 pub mod runner;
+pub mod schedule;
 pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -5,18 +5,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tandem_engine::executor::remote::{RemoteConfig, TaskQueues};
-use tandem_engine::service::{Region, ServiceConfig, serve as serve_api};
+use tandem_engine::leadership::{Election, ElectionConfig};
+use tandem_engine::service::{
+    Opened, Region, RegionParts, ServiceConfig, ServiceError, serve as serve_api,
+};
 use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+use tandem_engine::store::{LeaderFence, StoreError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::serve_config::{ServeArgs, settings};
 use super::{Failure, exit, runtime, telemetry};
 
-/// `tandem serve`: connects to PostgreSQL (applying schema migrations), resumes the runs a
-/// previous process left, prints `listening on ADDR` on stdout, and serves until SIGINT or
-/// SIGTERM. Runs that are not finished then stay in the store and are resumed by the next
-/// start; their shell attempts die with the process.
+/// `tandem serve`: connects to PostgreSQL (applying schema migrations), prints `listening on
+/// ADDR` on stdout, and serves until SIGINT or SIGTERM. Without etcd it leads alone and
+/// resumes the runs a previous process left before listening; with `etcd.endpoints` it joins
+/// the region's leader election and takes over the runs when elected. On SIGINT/SIGTERM it
+/// gives up leadership first (another replica takes over at once); unfinished runs stay in
+/// the store and their shell attempts die with the process.
 pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
     let settings = settings(args, state_dir)?;
     let runtime = runtime()?;
@@ -40,6 +46,18 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         let store = PostgresStore::connect(postgres)
             .await
             .map_err(Failure::from)?;
+        let fence = LeaderFence::new(0);
+        let store = store.fenced(fence.clone());
+        let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
+            Failure::system(format!("cannot listen on {}: {error}", settings.listen))
+        })?;
+        let address = listener
+            .local_addr()
+            .map_err(|error| Failure::system(format!("cannot read the listen address: {error}")))?;
+        let advertise = settings
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
         let mut config = ServiceConfig::new(
             settings.region.clone(),
             settings.listen,
@@ -47,28 +65,61 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         );
         config.parallelism = settings.parallelism;
         config.kill_grace = settings.kill_grace;
+        config.member_id = settings.member_id.clone();
+        config.advertise = advertise.clone();
+        config.etcd_endpoints = settings.etcd_endpoints.clone();
+        config.etcd_timeout = settings.etcd_connect_timeout;
+        let election = (!settings.etcd_endpoints.is_empty()).then(|| {
+            let mut election = ElectionConfig::new(
+                settings.etcd_endpoints.clone(),
+                settings.region.clone(),
+                settings.member_id.clone(),
+                advertise.clone(),
+            );
+            election.lease_ttl = settings.lease_ttl;
+            election.connect_timeout = settings.etcd_connect_timeout;
+            Election::start(election)
+        });
         let region = Region::new(
             config,
-            Arc::new(store),
-            TaskQueues::new(RemoteConfig::default()),
+            RegionParts {
+                store: Arc::new(store),
+                fence,
+                queues: TaskQueues::new(RemoteConfig::default()),
+                election,
+            },
         );
-        let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
-            Failure::system(format!("cannot listen on {}: {error}", settings.listen))
+        let opened = region.open().await.map_err(|error| match error {
+            ServiceError::Store(StoreError::Superseded { highest, .. }) => Failure::system(format!(
+                "the database at {} belongs to a region with leader election (leader epoch {highest}): start this replica with `etcd.endpoints` (--etcd-endpoints) set to that region's etcd",
+                settings.postgres_url
+            )),
+            error => Failure::system(format!("cannot resume the region's runs: {error}")),
         })?;
-        let address = listener
-            .local_addr()
-            .map_err(|error| Failure::system(format!("cannot read the listen address: {error}")))?;
-        let resumed = region.resume_all().await.map_err(|error| {
-            Failure::system(format!("cannot resume the region's runs: {error}"))
-        })?;
-        tracing::info!(region = %settings.region, %address, resumed, "serving");
+        let how = match opened {
+            Opened::Standalone { resumed } => format!(
+                "{resumed} run{} resumed",
+                if resumed == 1 { "" } else { "s" }
+            ),
+            Opened::Elected => format!(
+                "member {}, leader election through etcd at {}",
+                settings.member_id,
+                settings.etcd_endpoints.join(",")
+            ),
+        };
+        tracing::info!(region = %settings.region, %address, member = %settings.member_id, "serving");
         println!(
-            "tandem serve: region {} listening on {address} ({resumed} run{} resumed)",
-            settings.region,
-            if resumed == 1 { "" } else { "s" }
+            "tandem serve: region {} listening on {address} ({how})",
+            settings.region
         );
         let _ = std::io::stdout().flush();
         let shutdown = shutdown_signal().await?;
+        let closing = region.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Hand leadership over before the calls in flight end.
+            closing.close().await;
+        };
         serve_api(region, listener, shutdown)
             .await
             .map_err(Failure::system)?;

@@ -18,6 +18,15 @@
 //! [telemetry]
 //! otlp_endpoint = "http://127.0.0.1:4317"   # OTLP/gRPC; unset = no export
 //! service_name = "tandem"
+//!
+//! [cluster]
+//! member_id = "eu-west-1"           # unique per replica; default <host>-<pid>
+//! advertise = "http://10.0.0.5:7233"   # how clients reach this replica; default http://<listen>
+//!
+//! [etcd]                            # leader election; without it one replica runs alone
+//! endpoints = ["http://127.0.0.1:2379"]
+//! lease_ttl = "5s"                  # whole seconds, at least 2s
+//! connect_timeout = "5s"
 //! ```
 
 use std::net::SocketAddr;
@@ -42,6 +51,25 @@ struct FileConfig {
     engine: EngineSection,
     #[serde(default)]
     telemetry: TelemetrySection,
+    #[serde(default)]
+    cluster: ClusterSection,
+    #[serde(default)]
+    etcd: EtcdSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    member_id: Option<String>,
+    advertise: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EtcdSection {
+    endpoints: Option<Vec<String>>,
+    lease_ttl: Option<DurationText>,
+    connect_timeout: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +122,25 @@ pub struct ServeArgs {
     /// OTLP/gRPC endpoint for traces (e.g. http://127.0.0.1:4317); unset = no export.
     #[arg(long, env = "TANDEM_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// This replica's id in the region, unique per replica [default: <host>-<pid>].
+    #[arg(long, env = "TANDEM_MEMBER_ID", value_name = "ID")]
+    pub member_id: Option<String>,
+    /// The address clients use to reach this replica [default: http://<listen address>].
+    #[arg(long, env = "TANDEM_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    /// etcd client URLs for leader election, comma-separated; unset = a single replica
+    /// without election.
+    #[arg(
+        long,
+        env = "TANDEM_ETCD_ENDPOINTS",
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
+    pub etcd_endpoints: Option<Vec<String>>,
+    /// TTL of the leader's etcd lease, whole seconds [default: 5s]: a dead leader is replaced
+    /// within about this time; too short risks false failovers (see the README).
+    #[arg(long, env = "TANDEM_LEASE_TTL", value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub lease_ttl: Option<Duration>,
 }
 
 /// The merged settings of `tandem serve`.
@@ -121,6 +168,30 @@ pub struct ServeSettings {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of exported traces.
     pub service_name: String,
+    /// This replica's member id.
+    pub member_id: String,
+    /// The address clients use for this replica; `None` = `http://<bound address>`.
+    pub advertise: Option<String>,
+    /// etcd client URLs; empty = no leader election.
+    pub etcd_endpoints: Vec<String>,
+    /// The leader lease's TTL.
+    pub lease_ttl: Duration,
+    /// How long an etcd connection attempt waits.
+    pub etcd_connect_timeout: Duration,
+}
+
+/// Default TTL of the leader's lease.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// Checks a lease TTL: whole seconds (etcd's unit), at least 2 s.
+fn check_lease_ttl(origin: &str, ttl: Duration) -> Result<Duration, Failure> {
+    if ttl.subsec_nanos() != 0 || ttl < Duration::from_secs(2) {
+        return Err(Failure::invalid(format!(
+            "{origin}: `etcd.lease_ttl`: expected whole seconds, at least 2s (etcd leases count in seconds), found {}",
+            humantime::format_duration(ttl)
+        )));
+    }
+    Ok(ttl)
 }
 
 /// A duration written like `10s` or `250ms`, parsed while reading (errors carry the line).
@@ -187,7 +258,38 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
             .kill_grace
             .map_or(Duration::from_secs(10), |grace| grace.0),
     };
+    let etcd_endpoints: Vec<String> = args
+        .etcd_endpoints
+        .or(file.etcd.endpoints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|endpoint| endpoint.trim().to_string())
+        .filter(|endpoint| !endpoint.is_empty())
+        .collect();
+    let lease_ttl = check_lease_ttl(
+        &origin,
+        args.lease_ttl
+            .or(file.etcd.lease_ttl.map(|ttl| ttl.0))
+            .unwrap_or(DEFAULT_LEASE_TTL),
+    )?;
+    let member_id = args
+        .member_id
+        .or(file.cluster.member_id)
+        .unwrap_or_else(tandem_engine::service::config::default_member_id);
+    if member_id.is_empty() || member_id.contains('/') || member_id.len() > 128 {
+        return Err(Failure::invalid(format!(
+            "{origin}: `cluster.member_id`: expected 1 to 128 characters without `/`, found `{member_id}`"
+        )));
+    }
     Ok(ServeSettings {
+        member_id,
+        advertise: args.advertise.or(file.cluster.advertise),
+        etcd_endpoints,
+        lease_ttl,
+        etcd_connect_timeout: file
+            .etcd
+            .connect_timeout
+            .map_or(Duration::from_secs(5), |timeout| timeout.0),
         region: args
             .region
             .or(file.region)
@@ -228,6 +330,10 @@ mod tests {
             parallelism: None,
             kill_grace: None,
             otlp_endpoint: None,
+            member_id: None,
+            advertise: None,
+            etcd_endpoints: None,
+            lease_ttl: None,
         }
     }
 
@@ -258,6 +364,26 @@ mod tests {
         assert_eq!(merged.region, "eu-west");
         assert_eq!(merged.retry_for, Duration::from_secs(300));
         assert_eq!(merged.otlp_endpoint, None);
+        assert_eq!(
+            merged.etcd_endpoints,
+            vec!["http://127.0.0.1:2379".to_string()]
+        );
+        assert_eq!(merged.lease_ttl, Duration::from_secs(5));
+        assert_eq!(merged.member_id, "eu-west-1");
+    }
+
+    #[test]
+    fn lease_ttl_must_be_whole_seconds_of_at_least_two() {
+        let mut flags = args(None);
+        flags.postgres_url = Some("postgres://a@b/c".into());
+        flags.lease_ttl = Some(Duration::from_millis(1500));
+        let failure = settings(flags, Path::new(".")).unwrap_err();
+        assert!(
+            failure.message.contains("etcd.lease_ttl"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("1s 500ms"), "{}", failure.message);
     }
 
     #[test]

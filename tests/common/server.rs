@@ -45,7 +45,14 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let state_dir = dir.path().join("state");
         let log = dir.path().join("serve.log");
-        let (child, url) = spawn(dir.path(), &state_dir, &log, database_url, extra);
+        let (child, url) = spawn(
+            dir.path(),
+            &state_dir,
+            &log,
+            database_url,
+            "127.0.0.1:0",
+            extra,
+        );
         Server {
             url,
             database_url: database_url.to_string(),
@@ -64,12 +71,24 @@ impl Server {
 
     /// Kills this process and starts another on the same database and state dir (a new port).
     pub fn restart(&mut self, extra: &[&str]) {
+        self.restart_on("127.0.0.1:0", extra);
+    }
+
+    /// Kills this process and starts another on the same database, state dir and port (so
+    /// clients that know its address find it again).
+    pub fn restart_same_port(&mut self, extra: &[&str]) {
+        let listen = self.url.trim_start_matches("http://").to_string();
+        self.restart_on(&listen, extra);
+    }
+
+    fn restart_on(&mut self, listen: &str, extra: &[&str]) {
         self.kill();
         let (child, url) = spawn(
             self._dir.path(),
             &self.state_dir,
             &self.log,
             &self.database_url,
+            listen,
             extra,
         );
         self.child = child;
@@ -94,6 +113,7 @@ fn spawn(
     state_dir: &std::path::Path,
     log: &std::path::Path,
     database_url: &str,
+    listen: &str,
     extra: &[&str],
 ) -> (Child, String) {
     let stderr = std::fs::OpenOptions::new()
@@ -102,7 +122,7 @@ fn spawn(
         .open(log)
         .expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--region", "test"])
+        .args(["serve", "--listen", listen, "--region", "test"])
         .args(extra)
         .env("TANDEM_STATE_DIR", state_dir)
         .env("TANDEM_POSTGRES_URL", database_url)

@@ -21,11 +21,22 @@ pub struct ServiceConfig {
     pub parallelism: usize,
     /// Grace between SIGTERM and SIGKILL when a shell attempt is cancelled or times out.
     pub kill_grace: Duration,
+    /// This replica's id among the region's replicas (unique; `tandem serve` defaults it to
+    /// `<host>-<pid>`), shown in errors and `tandem cluster status`.
+    pub member_id: String,
+    /// The address clients use to reach this replica (`http://10.0.0.5:7233`).
+    pub advertise: String,
+    /// etcd client URLs of the region's leader election; empty runs a single replica without
+    /// election.
+    pub etcd_endpoints: Vec<String>,
+    /// How long `tandem cluster status` and other etcd reads wait for etcd.
+    pub etcd_timeout: Duration,
 }
 
 impl ServiceConfig {
     /// Settings for `region` listening on `listen` with state in `state_dir`, and defaults
-    /// for the rest: parallelism 64, kill grace 10 s.
+    /// for the rest: parallelism 64, kill grace 10 s, member id `<host>-<pid>`, advertised
+    /// address `http://<listen>`, no leader election, etcd timeout 5 s.
     pub fn new(region: impl Into<String>, listen: SocketAddr, state_dir: PathBuf) -> Self {
         ServiceConfig {
             region: region.into(),
@@ -33,6 +44,19 @@ impl ServiceConfig {
             state_dir,
             parallelism: 64,
             kill_grace: Duration::from_secs(10),
+            member_id: default_member_id(),
+            advertise: format!("http://{listen}"),
+            etcd_endpoints: Vec::new(),
+            etcd_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// `<host>-<pid>`: unique among the processes of a region.
+pub fn default_member_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}-{}", std::process::id())
 }

@@ -7,11 +7,16 @@ use tonic::{Code, Status};
 
 use crate::checkpoint::RunId;
 use crate::executor::remote::{RemoteError, RemoteErrorKind};
+use crate::leadership::LeaderInfo;
 use crate::runner::RunnerError;
 use crate::store::StoreError;
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE_KEY: &str = "tandem-error-code";
+
+/// Metadata key of the leader's address (`http://host:port`) on a `not_leader` status, when
+/// a leader is known: the SDK sends the call there.
+pub const LEADER_ADDRESS_KEY: &str = "tandem-leader-address";
 
 /// Errors of the region service's handlers.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,50 @@ pub enum ServiceError {
         /// The region.
         region: String,
     },
+    /// This replica does not lead its region, so it cannot serve a call that schedules or
+    /// writes; the leader, when one is known, is named (and its address is in the
+    /// [`LEADER_ADDRESS_KEY`] metadata).
+    #[error("{}", not_leader(region, member_id, leader.as_ref()))]
+    NotLeader {
+        /// The region.
+        region: String,
+        /// This replica.
+        member_id: String,
+        /// The leader, when one is known.
+        leader: Option<LeaderInfo>,
+    },
+    /// This replica was elected and is still taking over the region's runs.
+    #[error(
+        "replica {member_id} of region {region} was elected leader (epoch {epoch}) and is still resuming the region's runs; retry shortly"
+    )]
+    LeaderStarting {
+        /// The region.
+        region: String,
+        /// This replica.
+        member_id: String,
+        /// Its leader epoch.
+        epoch: u64,
+    },
+    /// etcd could not be read (cluster status).
+    #[error("cannot read the region's members from etcd at {endpoints}: {detail}")]
+    EtcdUnavailable {
+        /// The etcd endpoints, comma-separated.
+        endpoints: String,
+        /// etcd's error.
+        detail: String,
+    },
+}
+
+fn not_leader(region: &str, member_id: &str, leader: Option<&LeaderInfo>) -> String {
+    match leader {
+        Some(leader) => format!(
+            "replica {member_id} of region {region} is a follower: the leader is {} at {} (epoch {}); calls that schedule or write go there",
+            leader.member_id, leader.address, leader.epoch
+        ),
+        None => format!(
+            "replica {member_id} of region {region} is a follower and no leader is known right now (an election is under way or etcd is unreachable); retry shortly"
+        ),
+    }
 }
 
 impl ServiceError {
@@ -92,6 +141,9 @@ impl ServiceError {
             ServiceError::Runner(RunnerError::Replay(_)) => (Code::DataLoss, "replay_failed"),
             ServiceError::Remote(error) => remote_codes(error),
             ServiceError::RunPaused { .. } => (Code::Unavailable, "run_paused"),
+            ServiceError::NotLeader { .. } => (Code::Unavailable, "not_leader"),
+            ServiceError::LeaderStarting { .. } => (Code::Unavailable, "leader_starting"),
+            ServiceError::EtcdUnavailable { .. } => (Code::Unavailable, "etcd_unavailable"),
         }
     }
 }
@@ -106,6 +158,7 @@ fn store_codes(error: &StoreError) -> (Code, &'static str) {
         StoreError::SchemaTooNew { .. } => (Code::FailedPrecondition, "schema_too_new"),
         StoreError::InvalidAppend { .. } => (Code::Internal, "invalid_append"),
         StoreError::Backend { .. } => (Code::Unavailable, "store_unavailable"),
+        StoreError::Superseded { .. } => (Code::Unavailable, "not_leader"),
     }
 }
 
@@ -145,6 +198,13 @@ impl From<RemoteError> for ServiceError {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
         let (code, stable) = error.codes();
+        let leader_address = match &error {
+            ServiceError::NotLeader {
+                leader: Some(leader),
+                ..
+            } => tonic::metadata::MetadataValue::try_from(leader.address.as_str()).ok(),
+            _ => None,
+        };
         if code == Code::Internal || code == Code::DataLoss {
             tracing::error!(%error, "request failed");
         }
@@ -153,6 +213,9 @@ impl From<ServiceError> for Status {
             ERROR_CODE_KEY,
             tonic::metadata::MetadataValue::from_static(stable),
         );
+        if let Some(address) = leader_address {
+            status.metadata_mut().insert(LEADER_ADDRESS_KEY, address);
+        }
         status
     }
 }

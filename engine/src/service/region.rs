@@ -1,42 +1,35 @@
-//! The engine of one region: the runs it drives, and how runs are started, resumed,
+//! The engine of one region replica: the runs it drives, and how runs are started,
 //! cancelled and observed.
 //!
-//! Every non-terminal run of the store is driven by exactly one task of this process
-//! ([`crate::runner::drive`]); [`Region::resume_all`] takes over the runs left by a previous
-//! process at start. A driver that stops on a store error is restarted from the checkpoints
-//! with backoff, so an outage of the database pauses runs rather than abandoning them.
+//! Only the leading replica drives runs ([`super::replica`]); every non-terminal run of the
+//! store is driven by exactly one task of the leader ([`super::drivers`]). Followers answer
+//! reads from the store and refuse calls that need the leader, naming it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tandem_api::proto;
 use tandem_dsl::WorkflowSpec;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::config::ServiceConfig;
 use super::convert;
+use super::drivers::Drivers;
 use super::error::ServiceError;
+use super::replica::ReplicaRole;
 use crate::checkpoint::{Event, RunId};
 use crate::executor::remote::TaskQueues;
+use crate::leadership::Election;
 use crate::paths::StateDir;
 use crate::runner::{
-    Control, Prepared, Progress, RunClock, RunnerConfig, RunnerError, current_owner, drive,
-    resume_run,
+    Control, Prepared, Progress, RunClock, RunnerConfig, RunnerError, current_owner,
 };
+use crate::schedule::TickerHandle;
 use crate::scheduler::{Input, RunState, rebuild};
 use crate::store::{
-    CheckpointStore, CreateOutcome, Owner, RunFilter, RunStatus, StoreError, StoredWorkflow,
+    CheckpointStore, CreateOutcome, LeaderFence, Owner, RunStatus, StoreError, StoredWorkflow,
 };
-
-/// A run driven by this process.
-struct ActiveRun {
-    controls: mpsc::UnboundedSender<Control>,
-    progress: watch::Receiver<Progress>,
-    outcome: watch::Receiver<Option<Arc<proto::Run>>>,
-    base: Arc<proto::Run>,
-}
 
 /// What a watcher of a run driven by this process follows (see [`Region::watch_active`]).
 pub struct ActiveWatch {
@@ -49,15 +42,35 @@ pub struct ActiveWatch {
     pub outcome: watch::Receiver<Option<Arc<proto::Run>>>,
 }
 
-struct Inner {
-    config: ServiceConfig,
-    store: Arc<dyn CheckpointStore>,
-    queues: TaskQueues,
-    owner: Owner,
-    clock: RunClock,
-    runs: Mutex<HashMap<RunId, ActiveRun>>,
+pub(super) struct Inner {
+    pub(super) config: ServiceConfig,
+    /// The store; its writes carry `fence`.
+    pub(super) store: Arc<dyn CheckpointStore>,
+    pub(super) fence: LeaderFence,
+    pub(super) election: Option<Election>,
+    pub(super) queues: TaskQueues,
+    pub(super) owner: Owner,
+    pub(super) clock: RunClock,
+    pub(super) drivers: Mutex<Drivers>,
+    pub(super) role: watch::Sender<ReplicaRole>,
+    pub(super) ticker: Mutex<Option<TickerHandle>>,
     /// Compiled workflows by version (the text's hash), so starting a run does not compile.
     specs: Mutex<HashMap<String, Arc<WorkflowSpec>>>,
+}
+
+/// What a [`Region`] works with.
+pub struct RegionParts {
+    /// The region's store, opened with `fence` (e.g. `PostgresStore::fenced`), so that every
+    /// write carries this replica's leader epoch.
+    pub store: Arc<dyn CheckpointStore>,
+    /// The fence of `store`: the replica sets it to its epoch while it leads and to 0 when it
+    /// stops.
+    pub fence: LeaderFence,
+    /// The task queues of worker attempts.
+    pub queues: TaskQueues,
+    /// The leader election among the region's replicas; `None` runs a single replica that
+    /// leads with epoch 0.
+    pub election: Option<Election>,
 }
 
 /// Most compiled workflows kept by a region (the cache is emptied when it is full).
@@ -66,7 +79,7 @@ const MAX_CACHED_SPECS: usize = 256;
 /// One region's engine (cheap to clone; clones share everything).
 #[derive(Clone)]
 pub struct Region {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// A workflow registered by [`Region::register`].
@@ -78,6 +91,15 @@ pub struct Registered {
     pub task_count: usize,
     /// False when this version was registered before.
     pub created: bool,
+}
+
+/// A run created but not yet driven: what its driver starts from.
+pub(super) struct NewRun {
+    run_id: RunId,
+    spec: Arc<WorkflowSpec>,
+    source_path: String,
+    params: BTreeMap<String, String>,
+    at: crate::checkpoint::UnixMillis,
 }
 
 /// A run started by [`Region::start`].
@@ -92,19 +114,38 @@ pub struct Started {
 }
 
 impl Region {
-    /// A region engine over `store`, with remote attempts going through `queues`.
-    pub fn new(config: ServiceConfig, store: Arc<dyn CheckpointStore>, queues: TaskQueues) -> Self {
+    /// A replica of a region over `parts`. It does nothing until [`Region::open`].
+    pub fn new(config: ServiceConfig, parts: RegionParts) -> Self {
         Region {
             inner: Arc::new(Inner {
                 config,
-                store,
-                queues,
+                store: parts.store,
+                fence: parts.fence,
+                election: parts.election,
+                queues: parts.queues,
                 owner: current_owner(),
                 clock: RunClock::start(),
-                runs: Mutex::new(HashMap::new()),
+                drivers: Mutex::new(Drivers::default()),
+                role: watch::Sender::new(ReplicaRole::Following { leader: None }),
+                ticker: Mutex::new(None),
                 specs: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// This replica's member id.
+    pub fn member_id(&self) -> &str {
+        &self.inner.config.member_id
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// The leader election, when the region runs one.
+    pub fn election(&self) -> Option<&Election> {
+        self.inner.election.as_ref()
     }
 
     /// The region's name.
@@ -124,7 +165,7 @@ impl Region {
 
     /// Number of runs this process drives now.
     pub fn active_runs(&self) -> usize {
-        self.runs().len()
+        self.drivers().active.len()
     }
 
     fn specs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WorkflowSpec>>> {
@@ -142,52 +183,23 @@ impl Region {
         specs.insert(spec.version.clone(), spec);
     }
 
-    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, ActiveRun>> {
-        // A panic while holding this lock would be a bug elsewhere; the map stays usable.
-        self.inner
-            .runs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Takes over every non-terminal run in the store (left by a previous process of this
-    /// region) and drives it from its checkpoints: attempts that were in flight count as
-    /// interrupted and follow their retry policy. Returns how many runs were resumed.
-    pub async fn resume_all(&self) -> Result<usize, ServiceError> {
-        let filter = RunFilter {
-            status: Some(RunStatus::Running),
-            ..RunFilter::default()
-        };
-        let runs = self.inner.store.list_runs(&filter).await?;
-        let mut resumed = 0;
-        for summary in runs {
-            if self.runs().contains_key(&summary.run_id) {
-                continue;
-            }
-            match resume_run(
-                self.inner.store.as_ref(),
-                &self.inner.owner,
-                summary.run_id,
-                true,
-            )
-            .await
-            {
-                Ok(prepared) => {
-                    self.spawn(prepared);
-                    resumed += 1;
-                }
-                Err(RunnerError::AlreadyFinished { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(resumed)
-    }
-
     /// Compiles `source` (the text of `file_name`) like `tandem validate` and stores it.
     ///
     /// Errors: [`ServiceError::InvalidWorkflow`] with every error of the file.
     pub async fn register(
         &self,
+        file_name: String,
+        source: String,
+    ) -> Result<Registered, ServiceError> {
+        let term = self.leader_term()?;
+        self.register_in(term, file_name, source)
+            .await
+            .map_err(|error| self.check_superseded(term, error))
+    }
+
+    async fn register_in(
+        &self,
+        _term: u64,
         file_name: String,
         source: String,
     ) -> Result<Registered, ServiceError> {
@@ -209,6 +221,7 @@ impl Region {
         let created = self.inner.store.put_workflow(&workflow).await?;
         let task_count = spec.tasks.len();
         self.cache_spec(Arc::new(spec));
+        self.notify_ticker();
         Ok(Registered {
             workflow,
             task_count,
@@ -228,6 +241,20 @@ impl Region {
         params: Vec<(String, String)>,
         idempotency_key: Option<&str>,
     ) -> Result<Started, ServiceError> {
+        let term = self.leader_term()?;
+        self.start_in(term, name, version, params, idempotency_key)
+            .await
+            .map_err(|error| self.check_superseded(term, error))
+    }
+
+    async fn start_in(
+        &self,
+        term: u64,
+        name: &str,
+        version: Option<&str>,
+        params: Vec<(String, String)>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Started, ServiceError> {
         let workflow = match self.inner.store.get_workflow(name, version).await {
             Ok(workflow) => workflow,
             Err(StoreError::WorkflowNotFound { .. }) => {
@@ -239,50 +266,10 @@ impl Region {
             }
             Err(error) => return Err(error.into()),
         };
-        let cached = self.specs().get(&workflow.version).cloned();
-        let spec = match cached {
-            Some(spec) => spec,
-            None => {
-                let file_name = workflow.file_name.clone();
-                let source = workflow.source.clone();
-                let spec =
-                    tokio::task::spawn_blocking(move || tandem_dsl::compile(&file_name, &source))
-                        .await
-                        .map_err(|error| {
-                            ServiceError::InvalidWorkflow(format!("the compiler failed: {error}"))
-                        })?
-                        .map_err(|diagnostics| {
-                            // Stored text compiled when it was registered; a newer build may
-                            // be stricter.
-                            ServiceError::InvalidWorkflow(diagnostics.to_string())
-                        })?;
-                let spec = Arc::new(spec);
-                self.cache_spec(Arc::clone(&spec));
-                spec
-            }
-        };
+        let spec = self.spec_of(&workflow).await?;
         let params = spec.resolve_params(&params).map_err(RunnerError::from)?;
         let run_id = RunId::new();
-        let at = self.inner.clock.now();
-        // Shell tasks of served runs work in the state directory: the recorded path is the file's
-        // name there (a client's directories mean nothing on this machine).
-        let base_name = Path::new(&workflow.file_name)
-            .file_name()
-            .map(|name| name.to_os_string())
-            .unwrap_or_else(|| "workflow.yaml".into());
-        let source_path = self.inner.config.state_dir.join(base_name);
-        let source_path = std::path::absolute(&source_path)
-            .unwrap_or(source_path)
-            .display()
-            .to_string();
-        let created = Event::RunCreated {
-            workflow: spec.name.clone(),
-            version: spec.version.clone(),
-            source_path: source_path.clone(),
-            source: workflow.source,
-            params: params.clone(),
-            at,
-        };
+        let (created, start) = self.run_created(run_id, workflow, spec, params);
         let epoch = match idempotency_key {
             Some(key) => {
                 match self
@@ -309,14 +296,8 @@ impl Region {
                     .await?
             }
         };
-        let version = spec.version.clone();
-        let state = RunState::new(run_id, spec, source_path, params, at);
-        self.spawn(Prepared {
-            run_id,
-            epoch,
-            state,
-            first: Input::Start,
-        });
+        let version = start.spec.version.clone();
+        self.drive_created(start, epoch, term);
         Ok(Started {
             run_id,
             created: true,
@@ -324,17 +305,103 @@ impl Region {
         })
     }
 
+    /// The compiled form of a stored workflow (cached by version).
+    ///
+    /// Errors: [`ServiceError::InvalidWorkflow`] when a newer build is stricter than the one
+    /// that registered it.
+    pub(super) async fn spec_of(
+        &self,
+        workflow: &StoredWorkflow,
+    ) -> Result<Arc<WorkflowSpec>, ServiceError> {
+        if let Some(spec) = self.specs().get(&workflow.version).cloned() {
+            return Ok(spec);
+        }
+        let file_name = workflow.file_name.clone();
+        let source = workflow.source.clone();
+        let spec = tokio::task::spawn_blocking(move || tandem_dsl::compile(&file_name, &source))
+            .await
+            .map_err(|error| {
+                ServiceError::InvalidWorkflow(format!("the compiler failed: {error}"))
+            })?
+            .map_err(|diagnostics| ServiceError::InvalidWorkflow(diagnostics.to_string()))?;
+        let spec = Arc::new(spec);
+        self.cache_spec(Arc::clone(&spec));
+        Ok(spec)
+    }
+
+    /// The `RunCreated` checkpoint of a new run `run_id` of `workflow`, and what its driver
+    /// starts from.
+    pub(super) fn run_created(
+        &self,
+        run_id: RunId,
+        workflow: StoredWorkflow,
+        spec: Arc<WorkflowSpec>,
+        params: BTreeMap<String, String>,
+    ) -> (Event, NewRun) {
+        let at = self.inner.clock.now();
+        // Shell tasks of served runs work in the state directory: the recorded path is the file's
+        // name there (a client's directories mean nothing on this machine).
+        let base_name = Path::new(&workflow.file_name)
+            .file_name()
+            .map(|name| name.to_os_string())
+            .unwrap_or_else(|| "workflow.yaml".into());
+        let source_path = self.inner.config.state_dir.join(base_name);
+        let source_path = std::path::absolute(&source_path)
+            .unwrap_or(source_path)
+            .display()
+            .to_string();
+        let created = Event::RunCreated {
+            workflow: spec.name.clone(),
+            version: spec.version.clone(),
+            source_path: source_path.clone(),
+            source: workflow.source,
+            params: params.clone(),
+            at,
+        };
+        let start = NewRun {
+            run_id,
+            spec,
+            source_path,
+            params,
+            at,
+        };
+        (created, start)
+    }
+
+    /// Drives a run just created with `epoch` in `term` (left to the next leader when the
+    /// term has ended).
+    pub(super) fn drive_created(&self, start: NewRun, epoch: crate::checkpoint::Epoch, term: u64) {
+        let state = RunState::new(
+            start.run_id,
+            start.spec,
+            start.source_path,
+            start.params,
+            start.at,
+        );
+        self.spawn(
+            Prepared {
+                run_id: start.run_id,
+                epoch,
+                state,
+                first: Input::Start,
+            },
+            term,
+        );
+    }
+
     /// Asks run `run_id` to stop. Returns its state after the request: still running while its
     /// attempts stop, or its final state when it had already finished.
     ///
     /// Errors: [`ServiceError::RunNotFound`].
     pub async fn cancel(&self, run_id: RunId, reason: String) -> Result<RunStatus, ServiceError> {
+        self.leader_term()?;
         let summary = self.summary(run_id).await?;
         if summary.status.is_terminal() {
             return Ok(summary.status);
         }
         let sent = self
-            .runs()
+            .drivers()
+            .active
             .get(&run_id)
             .map(|run| run.controls.send(Control::Cancel { reason }).is_ok())
             .unwrap_or(false);
@@ -367,7 +434,7 @@ impl Region {
 
     /// What to follow to watch run `run_id`, if this process drives it: no store read needed.
     pub fn watch_active(&self, run_id: RunId) -> Option<ActiveWatch> {
-        self.runs().get(&run_id).map(|run| ActiveWatch {
+        self.drivers().active.get(&run_id).map(|run| ActiveWatch {
             base: Arc::clone(&run.base),
             progress: run.progress.clone(),
             outcome: run.outcome.clone(),
@@ -384,90 +451,13 @@ impl Region {
         }
     }
 
-    fn runner_config(&self) -> RunnerConfig {
+    pub(super) fn runner_config(&self) -> RunnerConfig {
         RunnerConfig {
             parallelism: self.inner.config.parallelism.max(1),
             kill_grace: self.inner.config.kill_grace,
             state_dir: StateDir::new(self.inner.config.state_dir.clone()),
             remote: Some(self.inner.queues.clone()),
         }
-    }
-
-    /// Drives `prepared` in its own task until it finishes; on a store error (other than
-    /// being fenced) it is resumed from its checkpoints with backoff.
-    fn spawn(&self, prepared: Prepared) {
-        let run_id = prepared.run_id;
-        let epoch = prepared.epoch;
-        let base = Arc::new(convert::run_from_state(&prepared.state, epoch, false));
-        let (controls, controls_rx) = mpsc::unbounded_channel();
-        let (progress_tx, progress) = watch::channel(Progress::default());
-        let (outcome_tx, outcome) = watch::channel(None);
-        self.runs().insert(
-            run_id,
-            ActiveRun {
-                controls,
-                progress,
-                outcome,
-                base,
-            },
-        );
-        let region = self.clone();
-        tokio::spawn(async move {
-            let result = drive(
-                region.inner.store.clone(),
-                prepared,
-                region.runner_config(),
-                region.inner.clock,
-                controls_rx,
-                progress_tx,
-            )
-            .await;
-            if let Ok(finished) = &result {
-                let view = convert::run_from_state(&finished.state, epoch, true);
-                outcome_tx.send_replace(Some(Arc::new(view)));
-            }
-            region.runs().remove(&run_id);
-            match result {
-                Ok(finished) => {
-                    tracing::info!(%run_id, end = %finished.end.as_str(), reason = %finished.reason, "run finished");
-                }
-                Err(RunnerError::Store(StoreError::Fenced { .. })) => {
-                    tracing::warn!(%run_id, "run taken over by another owner; this process stops driving it");
-                }
-                Err(error) => {
-                    tracing::error!(%run_id, %error, "run driver stopped; resuming it from its checkpoints");
-                    region.resume_later(run_id);
-                }
-            }
-        });
-    }
-
-    fn resume_later(&self, run_id: RunId) {
-        let region = self.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            loop {
-                tokio::time::sleep(delay).await;
-                match resume_run(
-                    region.inner.store.as_ref(),
-                    &region.inner.owner,
-                    run_id,
-                    true,
-                )
-                .await
-                {
-                    Ok(prepared) => return region.spawn(prepared),
-                    Err(RunnerError::AlreadyFinished { .. }) => return,
-                    Err(RunnerError::Store(StoreError::Backend { .. })) => {
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
-                    Err(error) => {
-                        tracing::error!(%run_id, %error, "cannot resume run; it stays as it is in the store");
-                        return;
-                    }
-                }
-            }
-        });
     }
 
     /// The params of a request as the runner takes them, in a stable order.

@@ -1,14 +1,17 @@
-//! The gRPC server of a region: `tandem.v1.WorkflowService`, `tandem.v1.WorkerService`, the
+//! The gRPC server of a region replica: `tandem.v1.WorkflowService`,
+//! `tandem.v1.WorkerService`, `tandem.v1.ClusterService`, the
 //! standard `grpc.health.v1.Health` service and server reflection (v1 and v1alpha), so stock
 //! tools (grpcurl, grpc_health_probe) work against it.
 
 use std::future::Future;
 
+use tandem_api::proto::cluster_service_server::ClusterServiceServer;
 use tandem_api::proto::worker_service_server::WorkerServiceServer;
 use tandem_api::proto::workflow_service_server::WorkflowServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+use super::cluster_api::ClusterApi;
 use super::limits::MAX_MESSAGE_BYTES;
 use super::region::Region;
 use super::worker_api::WorkerApi;
@@ -42,6 +45,9 @@ pub async fn serve(
         .set_serving::<WorkflowServiceServer<WorkflowApi>>()
         .await;
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    health
+        .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tandem_api::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -52,8 +58,9 @@ pub async fn serve(
         .build_v1alpha()?;
     let workflows = WorkflowServiceServer::new(WorkflowApi::new(region.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let workers = WorkerServiceServer::new(WorkerApi::new(region.queues().clone()))
+    let workers = WorkerServiceServer::new(WorkerApi::new(region.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let cluster = ClusterServiceServer::new(ClusterApi::new(region.clone()));
     let name = region.name().to_string();
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -61,6 +68,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(workflows)
         .add_service(workers)
+        .add_service(cluster)
         .serve_with_incoming_shutdown(
             // Small replies (a watch update, a lease) must not wait for Nagle's algorithm.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

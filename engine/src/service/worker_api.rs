@@ -8,18 +8,26 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::limits::{self, invalid};
+use super::region::Region;
 use crate::executor::remote::{Lease, PollRequest, TaskQueues};
 
-/// The handlers of `WorkerService` over a region's task queues.
+/// The handlers of `WorkerService` over a region's task queues. Every call needs the leader:
+/// a follower answers `not_leader` naming it, so workers move there.
 #[derive(Clone)]
 pub struct WorkerApi {
-    queues: TaskQueues,
+    region: Region,
 }
 
 impl WorkerApi {
-    /// Handlers for `queues`.
-    pub fn new(queues: TaskQueues) -> Self {
-        WorkerApi { queues }
+    /// Handlers for `region`'s task queues.
+    pub fn new(region: Region) -> Self {
+        WorkerApi { region }
+    }
+
+    /// The queues, when this replica leads.
+    fn queues(&self) -> Result<&TaskQueues, Status> {
+        self.region.require_leader()?;
+        Ok(self.region.queues())
     }
 }
 
@@ -99,7 +107,7 @@ impl WorkerService for WorkerApi {
             wait => wait,
         };
         let leases = self
-            .queues
+            .queues()?
             .poll(PollRequest {
                 queue: request.queue,
                 worker_id: if request.worker_id.is_empty() {
@@ -132,7 +140,7 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         limits::required("lease_id", &request.lease_id, limits::MAX_NAME_BYTES)?;
         let reply = self
-            .queues
+            .queues()?
             .heartbeat(&request.lease_id, request.details)
             .await
             .map_err(super::error::ServiceError::from)?;
@@ -148,7 +156,7 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         limits::required("lease_id", &request.lease_id, limits::MAX_NAME_BYTES)?;
         let outputs: BTreeMap<String, String> = request.outputs.into_iter().collect();
-        self.queues
+        self.queues()?
             .complete(&request.lease_id, outputs)
             .await
             .map_err(super::error::ServiceError::from)?;
@@ -167,7 +175,7 @@ impl WorkerService for WorkerApi {
         } else {
             request.error
         };
-        self.queues
+        self.queues()?
             .fail(&request.lease_id, error, request.retryable, error_type)
             .await
             .map_err(super::error::ServiceError::from)?;
