@@ -110,7 +110,8 @@ pub enum Event {
         /// When the run was created.
         at: UnixMillis,
     },
-    /// A process took over an existing run (`tandem resume`).
+    /// A process took over an existing run (`tandem resume`, or the new leader of a region
+    /// after a failover).
     RunResumed {
         /// When.
         at: UnixMillis,

@@ -34,7 +34,7 @@ const MAX_ROWS: u64 = 1_000_000_000;
 #[derive(Debug, Parser)]
 #[command(name = "worker")]
 struct Args {
-    /// The Tandem server's address.
+    /// The Tandem server's address, or every replica of the region, comma-separated.
     #[arg(
         long,
         env = "TANDEM_SERVER",
@@ -70,8 +70,14 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let batch_delay = args.batch_delay;
-    let config = ClientConfig::new(args.server);
-    let endpoint = config.endpoint().to_string();
+    let config = match ClientConfig::parse(&args.server) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("worker: --server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let endpoint = config.endpoints().join(",");
     let mut builder = Worker::builder(config, args.queue.as_str())
         .handler("load_table", move |task| load_table(task, batch_delay))
         .handler("checksum", checksum)
