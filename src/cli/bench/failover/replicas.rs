@@ -82,6 +82,8 @@ impl ReplicaSet {
         let etcd = runtime.block_on(TempEtcd::start()).map_err(|error| {
             Failure::system(format!("cannot start etcd for the replicas: {error}"))
         })?;
+        // The SDK's lazy clients need the runtime's context to be made.
+        let _context = runtime.enter();
         let mut replicas: Vec<Replica> = Vec::with_capacity(count);
         let first = start_replica(
             exe,
