@@ -462,3 +462,48 @@ tasks:
         std::slice::from_ref(&run.run_id),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_status_shows_the_members_the_leader_its_epoch_and_the_lease() {
+    let cluster = Cluster::start(3, 2).await;
+    let leader = cluster.wait_for_leader(None, Duration::from_secs(10)).await;
+    let epoch = cluster.epoch_of(leader).await.unwrap();
+    // Asked of a follower, through the command line, as JSON and as a table.
+    let follower = (leader + 1) % 3;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["cluster", "status", "--output", "json", "--server"])
+        .arg(&cluster.replicas[follower].url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["region"], "test");
+    assert_eq!(status["role"], "follower");
+    assert_eq!(status["answered_by"], format!("replica-{follower}"));
+    let members = status["members"].as_array().unwrap();
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|member| member["member_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["replica-0", "replica-1", "replica-2"], "{status}");
+    assert_eq!(status["leader"]["member_id"], format!("replica-{leader}"));
+    assert_eq!(status["leader"]["address"], cluster.replicas[leader].url);
+    assert_eq!(status["leader"]["epoch"], epoch);
+    assert_eq!(status["lease_ttl_ms"], 2000);
+    let left = status["lease_ttl_left_ms"].as_u64().unwrap();
+    assert!(left <= 2000, "{left}");
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["cluster", "status", "--server", &cluster.servers()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{table:?}");
+    for needle in [
+        format!("replica-{leader}"),
+        format!("epoch {epoch}"),
+        "replica-0".to_string(),
+        "replica-2".to_string(),
+    ] {
+        assert!(text.contains(&needle), "`{needle}` in:\n{text}");
+    }
+}
