@@ -365,7 +365,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         }
         println!("{}", service::table(&service_results));
         println!(
-            "{} samples per workload after one warm-up, one tandem serve per workload (serve-fanout-1k-ha: three replicas with etcd leader election, the client talking to the leader) on a private PostgreSQL (fsync and synchronous_commit on); RUN = first StartRun call to the WatchRun reply showing the (last) run finished, in the client; START = first StartRun call to the last StartRun reply; SERVER = the runs' creation to finish as the server records them; COMMIT = median single-client one-row commit on the same PostgreSQL, measured before each sample.",
+            "{} samples per workload after one warm-up, one tandem serve per workload (serve-fanout-1k-ha: three replicas with etcd leader election, the client talking to the leader; when serve-fanout-1k runs too, both are up together and their samples alternate) on a private PostgreSQL (fsync and synchronous_commit on); RUN = first StartRun call to the WatchRun reply showing the (last) run finished, in the client; START = first StartRun call to the last StartRun reply; SERVER = the runs' creation to finish as the server records them; COMMIT = median single-client one-row commit on the same PostgreSQL, measured before each sample.",
             args.repeat
         );
         for result in &service_results {

@@ -32,7 +32,10 @@
 //!   0 is started first and leads before the two others start, and the client, given the three
 //!   addresses with replica 0 first, talks to it. Target: its median within 10% of
 //!   `serve-fanout-1k`'s when both run in the same invocation (the ratio is printed);
-//!   otherwise its figure is stated. The memory column is the leader's.
+//!   otherwise its figure is stated. The memory column is the leader's. When both run, they
+//!   are set up together and their samples alternate (A B, B A, A B, ...; each has its own
+//!   warm-up), so background load on the machine and drift fall on both alike; the idle one
+//!   meanwhile does nothing but the leader's etcd keep-alive (every 1.25 s).
 //!
 //! `serve-failover` shares the private PostgreSQL; its method is in [`super::failover`].
 //!
@@ -251,9 +254,10 @@ pub struct ServiceRun {
 /// Runs `workloads` (each `repeat` measured samples), then `serve-failover` when `failover`
 /// is set (`max(repeat, 10)` failovers), against one private PostgreSQL; temp dirs (serve
 /// state, logs) go under `dir`. The children are spawned from the calling thread, which must
-/// live until this returns (it does: everything here runs on it). When both
-/// `serve-fanout-1k` and `serve-fanout-1k-ha` ran, the latter's result carries the former's
-/// median as its baseline.
+/// live until this returns (it does: everything here runs on it).
+///
+/// When both `serve-fanout-1k` and `serve-fanout-1k-ha` are asked, they run as a pair (see
+/// [`run_pair`]) and the latter's result carries the former's median as its baseline.
 ///
 /// Errors: PostgreSQL, etcd or a child cannot be started, a call fails, a run does not
 /// succeed, or a sample takes over 5 minutes; the error quotes the end of the serve (and
@@ -271,19 +275,24 @@ pub fn run_all(
             "cannot start PostgreSQL for the serve-* benchmarks: {error}"
         ))
     })?;
-    let mut results = Vec::new();
-    for (index, &workload) in workloads.iter().enumerate() {
-        results.push(run_one(
-            &runtime, &postgres, exe, workload, index, repeat, dir,
-        )?);
+    let context = Context {
+        runtime: &runtime,
+        postgres: &postgres,
+        exe,
+        dir,
+    };
+    let single = position(workloads, ServiceWorkload::Fanout1k);
+    let replicated = position(workloads, ServiceWorkload::Fanout1kHa);
+    let mut results: Vec<Option<ServiceResult>> = vec![None; workloads.len()];
+    if let (Some(single), Some(replicated)) = (single, replicated) {
+        let (baseline, mut ha) = run_pair(&context, [single, replicated], repeat)?;
+        ha.baseline_ms = Some(median(&baseline.column(|s| Some(s.run_ms))));
+        results[single] = Some(baseline);
+        results[replicated] = Some(ha);
     }
-    let baseline = results
-        .iter()
-        .find(|result| result.workload == ServiceWorkload::Fanout1k)
-        .map(|result| median(&result.column(|s| Some(s.run_ms))));
-    for result in &mut results {
-        if result.workload == ServiceWorkload::Fanout1kHa {
-            result.baseline_ms = baseline;
+    for (index, &workload) in workloads.iter().enumerate() {
+        if results[index].is_none() {
+            results[index] = Some(run_one(&context, workload, index, repeat)?);
         }
     }
     let failover = if failover {
@@ -298,92 +307,232 @@ pub fn run_all(
     } else {
         None
     };
-    Ok(ServiceRun { results, failover })
+    Ok(ServiceRun {
+        results: results.into_iter().flatten().collect(),
+        failover,
+    })
 }
 
-/// One workload: fresh database, serve (and worker) process, warm-up, samples, stop.
+/// The index of the first `workload` in `workloads`.
+fn position(workloads: &[ServiceWorkload], workload: ServiceWorkload) -> Option<usize> {
+    workloads.iter().position(|&asked| asked == workload)
+}
+
+/// What every workload's set-up needs.
+struct Context<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    postgres: &'a TempPostgres,
+    exe: &'a Path,
+    dir: &'a Path,
+}
+
+/// One workload: fresh database, serve (and worker) process, warm-up, `repeat` samples, stop.
 fn run_one(
-    runtime: &tokio::runtime::Runtime,
-    postgres: &TempPostgres,
-    exe: &Path,
+    context: &Context,
     workload: ServiceWorkload,
     index: usize,
     repeat: u32,
-    dir: &Path,
 ) -> Result<ServiceResult, Failure> {
-    let temp = super::temp_dir_in(dir, "bench-serve-")?;
-    let database = format!("bench_{index}_{}", workload.name().replace('-', "_"));
-    let create = |name: String| {
-        runtime
-            .block_on(postgres.create_database(&name))
-            .map_err(|error| Failure::system(format!("cannot create database {name}: {error}")))
-    };
-    let database_url = create(database)?;
-    let probe_url = match workload {
-        ServiceWorkload::Chain200 => Some(create(format!("commit_probe_{index}"))?),
-        _ => None,
-    };
-    let server = Server::start(runtime, exe, workload, &database_url, temp.path())?;
-    let serve = server.leader()?;
-    let worker = match workload {
-        ServiceWorkload::Fanout1kWorkers => Some(WorkerProcess::start(
-            exe,
-            serve.url(),
-            QUEUE,
-            TASK_TYPE,
-            WORKER_CONCURRENCY,
-            temp.path(),
-        )?),
-        _ => None,
-    };
-    let measured = runtime.block_on(measure(
-        workload,
-        server.client(),
-        serve,
-        probe_url.as_deref(),
-        repeat,
-    ));
-    let samples = measured.map_err(|failure| {
-        let worker_log = worker
-            .as_ref()
-            .map(|worker| format!("\nworker: {}", worker.log_tail()))
-            .unwrap_or_default();
-        Failure {
-            code: failure.code,
-            message: format!(
-                "{}: {}\nserve: {}{worker_log}",
-                workload.name(),
-                failure.message,
-                server.log_tails()
-            ),
+    let mut prepared = Prepared::start(context, workload, index)?;
+    for sample in 0..=repeat {
+        prepared.sample(context.runtime, sample)?;
+    }
+    prepared.finish(repeat)
+}
+
+/// `serve-fanout-1k` and `serve-fanout-1k-ha` (at `indexes` of the workloads asked), compared
+/// fairly: both are set up (each its own database; the standalone server and the three
+/// replicas with their etcd stay up together), each gets its warm-up, then their samples
+/// alternate in pairs whose order flips every time (A B, B A, A B, ...), so the machine's
+/// background load and any drift fall on both alike. Only one of them runs a sample at a
+/// time; the other is idle meanwhile. Returns (`serve-fanout-1k`, `serve-fanout-1k-ha`).
+fn run_pair(
+    context: &Context,
+    indexes: [usize; 2],
+    repeat: u32,
+) -> Result<(ServiceResult, ServiceResult), Failure> {
+    let mut single = Prepared::start(context, ServiceWorkload::Fanout1k, indexes[0])?;
+    let mut replicated = Prepared::start(context, ServiceWorkload::Fanout1kHa, indexes[1])?;
+    for sample in 0..=repeat {
+        if sample % 2 == 0 {
+            single.sample(context.runtime, sample)?;
+            replicated.sample(context.runtime, sample)?;
+        } else {
+            replicated.sample(context.runtime, sample)?;
+            single.sample(context.runtime, sample)?;
         }
-    })?;
-    let worker = match worker {
-        Some(worker) => {
-            let counts = worker.stop()?;
-            let expected = u64::from(FAN_OUT_WIDTH as u32) * (u64::from(repeat) + 1);
-            if counts.completed != expected {
-                return Err(Failure::system(format!(
-                    "{}: expected the worker process to complete {expected} attempts ({} per run, {} runs with the warm-up), found {} completed ({} leased, {} not completed)",
-                    workload.name(),
-                    FAN_OUT_WIDTH,
-                    repeat + 1,
-                    counts.completed,
-                    counts.leased,
-                    counts.not_completed
-                )));
+    }
+    Ok((single.finish(repeat)?, replicated.finish(repeat)?))
+}
+
+/// A workload ready to be sampled: its database, server(s), worker process and commit probe
+/// up, its DAG file registered. Dropping it kills the processes.
+struct Prepared {
+    workload: ServiceWorkload,
+    server: Server,
+    worker: Option<WorkerProcess>,
+    probe: Option<CommitProbe>,
+    registered: RegisteredWorkflow,
+    samples: Vec<ServiceSample>,
+    // Last: removed after the processes are gone.
+    _temp: tempfile::TempDir,
+}
+
+impl Prepared {
+    /// Creates the database `bench_INDEX_NAME` (and `commit_probe_INDEX` for the chain),
+    /// starts the server(s) (and the worker process), connects the probe and registers the
+    /// workload's DAG file.
+    fn start(
+        context: &Context,
+        workload: ServiceWorkload,
+        index: usize,
+    ) -> Result<Prepared, Failure> {
+        let runtime = context.runtime;
+        let temp = super::temp_dir_in(context.dir, "bench-serve-")?;
+        let database = format!("bench_{index}_{}", workload.name().replace('-', "_"));
+        let create = |name: String| {
+            runtime
+                .block_on(context.postgres.create_database(&name))
+                .map_err(|error| Failure::system(format!("cannot create database {name}: {error}")))
+        };
+        let database_url = create(database)?;
+        let probe_url = match workload {
+            ServiceWorkload::Chain200 => Some(create(format!("commit_probe_{index}"))?),
+            _ => None,
+        };
+        let server = Server::start(runtime, context.exe, workload, &database_url, temp.path())?;
+        let worker = match workload {
+            ServiceWorkload::Fanout1kWorkers => Some(WorkerProcess::start(
+                context.exe,
+                server.leader()?.url(),
+                QUEUE,
+                TASK_TYPE,
+                WORKER_CONCURRENCY,
+                temp.path(),
+            )?),
+            _ => None,
+        };
+        let ready = runtime.block_on(async {
+            let registered = register(workload, server.client()).await?;
+            let probe = match probe_url {
+                Some(url) => Some(CommitProbe::connect(&url).await?),
+                None => None,
+            };
+            Ok::<_, Failure>((registered, probe))
+        });
+        let (registered, probe) = match ready {
+            Ok(ready) => ready,
+            Err(failure) => return Err(with_logs(workload, &server, worker.as_ref(), failure)),
+        };
+        Ok(Prepared {
+            workload,
+            server,
+            worker,
+            probe,
+            registered,
+            samples: Vec::new(),
+            _temp: temp,
+        })
+    }
+
+    /// Sample `index` (0 = the warm-up, not kept).
+    ///
+    /// Errors: it fails or takes over 5 minutes; the error quotes the logs.
+    fn sample(&mut self, runtime: &tokio::runtime::Runtime, index: u32) -> Result<(), Failure> {
+        let measured = runtime.block_on(async {
+            let serve = self.server.leader()?;
+            tokio::time::timeout(
+                SAMPLE_TIMEOUT,
+                sample(
+                    self.workload,
+                    self.server.client(),
+                    &self.registered,
+                    serve,
+                    self.probe.as_ref(),
+                ),
+            )
+            .await
+            .map_err(|_| {
+                Failure::system(format!(
+                    "sample {index} (0 = warm-up) did not finish within {} s",
+                    SAMPLE_TIMEOUT.as_secs()
+                ))
+            })?
+        });
+        match measured {
+            Ok(sample) => {
+                if index > 0 {
+                    self.samples.push(sample);
+                }
+                Ok(())
             }
-            Some(counts)
+            Err(failure) => Err(with_logs(
+                self.workload,
+                &self.server,
+                self.worker.as_ref(),
+                failure,
+            )),
         }
-        None => None,
-    };
-    server.stop();
-    Ok(ServiceResult {
-        workload,
-        samples,
-        worker,
-        baseline_ms: None,
-    })
+    }
+
+    /// Stops the worker process (checking it completed every attempt of the `repeat + 1`
+    /// runs) and the server(s).
+    fn finish(self, repeat: u32) -> Result<ServiceResult, Failure> {
+        let Prepared {
+            workload,
+            server,
+            worker,
+            samples,
+            ..
+        } = self;
+        let worker = match worker {
+            Some(worker) => {
+                let counts = worker.stop()?;
+                let expected = u64::from(FAN_OUT_WIDTH as u32) * (u64::from(repeat) + 1);
+                if counts.completed != expected {
+                    return Err(Failure::system(format!(
+                        "{}: expected the worker process to complete {expected} attempts ({} per run, {} runs with the warm-up), found {} completed ({} leased, {} not completed)",
+                        workload.name(),
+                        FAN_OUT_WIDTH,
+                        repeat + 1,
+                        counts.completed,
+                        counts.leased,
+                        counts.not_completed
+                    )));
+                }
+                Some(counts)
+            }
+            None => None,
+        };
+        server.stop();
+        Ok(ServiceResult {
+            workload,
+            samples,
+            worker,
+            baseline_ms: None,
+        })
+    }
+}
+
+/// `failure` of `workload` with the end of the serve (and worker) logs.
+fn with_logs(
+    workload: ServiceWorkload,
+    server: &Server,
+    worker: Option<&WorkerProcess>,
+    failure: Failure,
+) -> Failure {
+    let worker_log = worker
+        .map(|worker| format!("\nworker: {}", worker.log_tail()))
+        .unwrap_or_default();
+    Failure {
+        code: failure.code,
+        message: format!(
+            "{}: {}\nserve: {}{worker_log}",
+            workload.name(),
+            failure.message,
+            server.log_tails()
+        ),
+    }
 }
 
 /// The server(s) of a workload: one `tandem serve`, or a region of replicas.
@@ -455,14 +604,11 @@ impl Server {
     }
 }
 
-/// Registers the workload, runs the warm-up sample, then `repeat` measured ones.
-async fn measure(
+/// Registers the workload's DAG file and checks its task count.
+async fn register(
     workload: ServiceWorkload,
     client: &Client,
-    serve: &ServeProcess,
-    probe_url: Option<&str>,
-    repeat: u32,
-) -> Result<Vec<ServiceSample>, Failure> {
+) -> Result<RegisteredWorkflow, Failure> {
     let registered = client
         .register_workflow(workload.source(), format!("{}.yaml", workload.name()))
         .await
@@ -474,28 +620,7 @@ async fn measure(
             registered.task_count
         )));
     }
-    let probe = match probe_url {
-        Some(url) => Some(CommitProbe::connect(url).await?),
-        None => None,
-    };
-    let mut samples = Vec::new();
-    for index in 0..=repeat {
-        let sample = tokio::time::timeout(
-            SAMPLE_TIMEOUT,
-            sample(workload, client, &registered, serve, probe.as_ref()),
-        )
-        .await
-        .map_err(|_| {
-            Failure::system(format!(
-                "sample {index} (0 = warm-up) did not finish within {} s",
-                SAMPLE_TIMEOUT.as_secs()
-            ))
-        })??;
-        if index > 0 {
-            samples.push(sample);
-        }
-    }
-    Ok(samples)
+    Ok(registered)
 }
 
 /// One sample: the commit latency first (chain only), then the runs, timed.
