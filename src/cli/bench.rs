@@ -391,9 +391,10 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         println!("{}", result.table());
         println!("{}", result.sample_table());
         println!(
-            "{} failovers of 3 replicas (etcd leader election, lease TTL {} s) on the private PostgreSQL, while runs of a chain of 300 shell tasks keep being dispatched; FAILOVER = kill -9 of the leader to the `at` of the first AttemptStarted the next leader committed (wall clock of this machine); EPOCH GROWTH = etcd revisions between the two leader keys; AUDIT = every run succeeded, every task succeeded exactly once.",
+            "{} failovers of 3 replicas (etcd leader election, lease TTL {} s) on the private PostgreSQL, while runs of a chain of {} shell tasks keep being dispatched; FAILOVER = kill -9 of the leader to the `at` of the first AttemptStarted the next leader committed (wall clock of this machine); EPOCH GROWTH = etcd revisions between the two leader keys; AUDIT = every run succeeded, every task succeeded exactly once.",
             result.samples.len(),
-            result.lease_ttl.as_secs()
+            result.lease_ttl.as_secs(),
+            failover::CHAIN_LENGTH
         );
         for problem in &result.audit.problems {
             println!("audit: {problem}");

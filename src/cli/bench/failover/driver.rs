@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::super::super::Failure;
 
-/// Longest one run may take (a chain run takes about 20 s; failovers add a few seconds each).
+/// Longest one run may take (a chain run takes seconds; each failover adds about the TTL).
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The background loop of runs (aborted on drop).
