@@ -28,3 +28,6 @@ pub use error::ServiceError;
 pub use region::{Region, RegionParts};
 pub use replica::{Opened, ReplicaRole};
 pub use server::{ServeError, serve};
+
+#[cfg(test)]
+mod tests;
