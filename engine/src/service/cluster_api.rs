@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::error::ServiceError;
 use super::region::Region;
 use super::replica::ReplicaRole;
+use crate::checkpoint::now_millis;
 use crate::leadership::{self, ClusterStatus};
 
 /// The handlers of `ClusterService` over a [`Region`] replica.
@@ -21,13 +22,9 @@ pub struct ClusterApi {
 impl ClusterApi {
     /// Handlers for `region`.
     pub fn new(region: Region) -> Self {
-        let started_at_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
         ClusterApi {
             region,
-            started_at_unix_ms,
+            started_at_unix_ms: now_millis(),
         }
     }
 
@@ -69,7 +66,8 @@ fn response(
         .leader
         .as_ref()
         .map(|leader| leader.member_id.clone());
-    let mut members: Vec<proto::ClusterMember> = status
+    // `cluster_status` lists the members ordered by member id.
+    let members: Vec<proto::ClusterMember> = status
         .members
         .into_iter()
         .map(|member| proto::ClusterMember {
@@ -80,7 +78,6 @@ fn response(
             version: member.version,
         })
         .collect();
-    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     let role = match role {
         ReplicaRole::Leading { .. } | ReplicaRole::Starting { .. } => proto::MemberRole::Leader,
         ReplicaRole::Following { .. } => proto::MemberRole::Follower,

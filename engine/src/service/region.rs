@@ -93,6 +93,22 @@ pub struct Registered {
     pub created: bool,
 }
 
+/// Compiles `source` (the text of `file_name`) like `tandem validate`, off the async
+/// threads, and gives the two back with the spec.
+///
+/// Errors: [`ServiceError::InvalidWorkflow`] with every error of the file.
+async fn compile(
+    file_name: String,
+    source: String,
+) -> Result<(WorkflowSpec, String, String), ServiceError> {
+    tokio::task::spawn_blocking(move || {
+        tandem_dsl::compile(&file_name, &source).map(|spec| (spec, file_name, source))
+    })
+    .await
+    .map_err(|error| ServiceError::InvalidWorkflow(format!("the compiler failed: {error}")))?
+    .map_err(|diagnostics| ServiceError::InvalidWorkflow(diagnostics.to_string()))
+}
+
 /// A run created but not yet driven: what its driver starts from.
 pub(super) struct NewRun {
     run_id: RunId,
@@ -192,25 +208,17 @@ impl Region {
         source: String,
     ) -> Result<Registered, ServiceError> {
         let term = self.leader_term()?;
-        self.register_in(term, file_name, source)
+        self.register_in(file_name, source)
             .await
             .map_err(|error| self.check_superseded(term, error))
     }
 
     async fn register_in(
         &self,
-        _term: u64,
         file_name: String,
         source: String,
     ) -> Result<Registered, ServiceError> {
-        let (spec, source, file_name) = tokio::task::spawn_blocking(move || {
-            let compiled = tandem_dsl::compile(&file_name, &source);
-            (compiled, source, file_name)
-        })
-        .await
-        .map_err(|error| ServiceError::InvalidWorkflow(format!("the compiler failed: {error}")))?;
-        let spec =
-            spec.map_err(|diagnostics| ServiceError::InvalidWorkflow(diagnostics.to_string()))?;
+        let (spec, file_name, source) = compile(file_name, source).await?;
         let workflow = StoredWorkflow {
             name: spec.name.clone(),
             version: spec.version.clone(),
@@ -316,14 +324,7 @@ impl Region {
         if let Some(spec) = self.specs().get(&workflow.version).cloned() {
             return Ok(spec);
         }
-        let file_name = workflow.file_name.clone();
-        let source = workflow.source.clone();
-        let spec = tokio::task::spawn_blocking(move || tandem_dsl::compile(&file_name, &source))
-            .await
-            .map_err(|error| {
-                ServiceError::InvalidWorkflow(format!("the compiler failed: {error}"))
-            })?
-            .map_err(|diagnostics| ServiceError::InvalidWorkflow(diagnostics.to_string()))?;
+        let (spec, _, _) = compile(workflow.file_name.clone(), workflow.source.clone()).await?;
         let spec = Arc::new(spec);
         self.cache_spec(Arc::clone(&spec));
         Ok(spec)
