@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use tandem_api::{
     Client, ClientConfig, ClientError, MemberRole, RunState, StartRun, TaskContext, Worker,
 };
-use tandem_engine::checkpoint::{AttemptOutcome, Checkpoint, Event, RunId};
+use tandem_engine::checkpoint::{AttemptOutcome, Checkpoint, Event, RunId, now_millis};
 use tandem_engine::store::CheckpointStore;
 use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 
@@ -274,7 +274,7 @@ tasks:
         .expect("register");
     let run = client.start_run(StartRun::new("ha-long")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let stopped_at_ms = now_ms();
+    let stopped_at_ms = now_millis();
     cluster.etcd.kill().expect("kill etcd");
     // Within the TTL (2 s) of losing etcd, nothing is dispatched any more.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -317,13 +317,6 @@ tasks:
     let _ = &mut cluster;
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cron_schedule_fires_once_per_tick_across_two_leader_changes() {
     let mut cluster = Cluster::start(3, 2).await;
@@ -337,11 +330,11 @@ tasks:
   tick: { run: "true" }
 "#;
     // Register a few seconds before a minute starts, so the test sees two ticks soon.
-    let wait = 60_000 - now_ms().rem_euclid(60_000);
+    let wait = 60_000 - now_millis().rem_euclid(60_000);
     if wait < 5_000 {
         tokio::time::sleep(Duration::from_millis(wait as u64 + 100)).await;
     }
-    let registered_at = now_ms();
+    let registered_at = now_millis();
     client
         .register_workflow(CRON, "ha-cron.yaml")
         .await
@@ -349,7 +342,7 @@ tasks:
     let first_tick = (registered_at / 60_000 + 1) * 60_000;
     // Kill the leader just before each of the two next ticks: the tick falls in the failover.
     for tick in [first_tick, first_tick + 60_000] {
-        let before = tick - 700 - now_ms();
+        let before = tick - 700 - now_millis();
         if before > 0 {
             tokio::time::sleep(Duration::from_millis(before as u64)).await;
         }
@@ -361,7 +354,7 @@ tasks:
         cluster.restart(leader);
     }
     // Give the second tick's run time to be created and finish.
-    let until = first_tick + 60_000 + 8_000 - now_ms();
+    let until = first_tick + 60_000 + 8_000 - now_millis();
     if until > 0 {
         tokio::time::sleep(Duration::from_millis(until as u64)).await;
     }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use etcd_client::{LeaderKey, ResignOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,13 +20,14 @@ use tokio::time::Instant;
 use super::config::ElectionConfig;
 use super::election::{Command, Shared};
 use super::error::LeadershipError;
-use super::etcd::{Backoff, Etcd, Failures, is_lease_not_found};
+use super::etcd::{Etcd, Failures, backoff, is_lease_not_found};
 use super::keeper::KeeperEvent;
 use super::members::Member;
 use super::role::{Candidate, LeaderInfo, Role};
 use super::task::Task;
 use super::term::{Term, open, run_campaign};
 use super::{key_guard, keys, observer};
+use crate::checkpoint::now_millis;
 
 /// Who waits for the end of a shutdown.
 type Ack = Option<oneshot::Sender<()>>;
@@ -70,11 +71,7 @@ impl Driver {
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Driver {
         let (observed_sender, observed) = watch::channel(None);
-        let started_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            });
+        let started_at = now_millis();
         let member = Member {
             member_id: config.member_id.clone(),
             address: config.advertise.clone(),
@@ -130,7 +127,7 @@ impl Driver {
 
     /// Opens a term, retrying etcd with backoff; `Err` when the election is to end.
     async fn open_term(&mut self) -> Result<Term, Ack> {
-        let mut backoff = Backoff::new(self.config.max_backoff());
+        let mut backoff = backoff(self.config.max_backoff());
         self.follow();
         loop {
             let attempt = open(
@@ -159,7 +156,7 @@ impl Driver {
                 }
                 Err(error) => {
                     self.open_failures.failed(&error);
-                    let retry_at = Instant::now() + backoff.next_pause();
+                    let retry_at = Instant::now() + backoff.next_delay();
                     loop {
                         tokio::select! {
                             biased;
@@ -207,7 +204,7 @@ impl Driver {
         let mut guard: Option<Task<()>> = None;
         let mut campaign: Option<Campaign> = None;
         let mut campaign_at = self.campaign_not_before;
-        let mut backoff = Backoff::new(self.config.max_backoff());
+        let mut backoff = backoff(self.config.max_backoff());
         let mut campaign_failures = Failures::new("campaigning");
         self.follow();
         loop {
@@ -265,7 +262,7 @@ impl Driver {
                                     "etcd answered the campaign with leader key revision {}",
                                     key.rev()
                                 ));
-                                campaign_at = Instant::now() + backoff.next_pause();
+                                campaign_at = Instant::now() + backoff.next_delay();
                                 continue;
                             }
                             if term.valid_until <= Instant::now() {
@@ -296,7 +293,7 @@ impl Driver {
                         }
                         Err(error) => {
                             campaign_failures.failed(&error);
-                            campaign_at = Instant::now() + backoff.next_pause();
+                            campaign_at = Instant::now() + backoff.next_delay();
                         }
                     }
                 }

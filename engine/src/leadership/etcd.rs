@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use tandem_api::Backoff;
 
 use super::error::LeadershipError;
 
@@ -122,38 +123,14 @@ pub(super) fn is_no_leader(error: &etcd_client::Error) -> bool {
 }
 
 /// Exponential backoff with jitter between attempts at reaching etcd: from 100 ms, doubling,
-/// up to a maximum; each pause is drawn between half and all of the current step.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    step: Duration,
-    max: Duration,
+/// up to `max`; each pause is drawn between half and all of the current step (the SDK's
+/// [`Backoff`] with jitter 0.5).
+pub(super) fn backoff(max: Duration) -> Backoff {
+    Backoff::new(FIRST_STEP.min(max), max).with_jitter(0.5)
 }
 
-/// The first step of a [`Backoff`].
+/// The first step of a [`backoff`].
 const FIRST_STEP: Duration = Duration::from_millis(100);
-
-impl Backoff {
-    /// A backoff whose steps grow up to `max`.
-    pub fn new(max: Duration) -> Backoff {
-        Backoff {
-            step: FIRST_STEP.min(max),
-            max,
-        }
-    }
-
-    /// The next pause.
-    pub fn next_pause(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (self.step * 2).min(self.max);
-        let half = step / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-
-    /// Back to the first step (after a success).
-    pub fn reset(&mut self) {
-        self.step = FIRST_STEP.min(self.max);
-    }
-}
 
 /// Consecutive failures of one activity, logged without flooding: a warning at the first
 /// failure and every 20th after, an info line when it works again.
@@ -201,15 +178,15 @@ mod tests {
 
     #[test]
     fn leadership_backoff_grows_to_its_maximum_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(1000));
-        let pauses: Vec<Duration> = (0..8).map(|_| backoff.next_pause()).collect();
+        let mut backoff = backoff(Duration::from_millis(1000));
+        let pauses: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
         assert!(pauses[0] >= Duration::from_millis(50) && pauses[0] <= FIRST_STEP);
         for pause in &pauses {
             assert!(*pause <= Duration::from_millis(1000), "{pause:?}");
         }
         assert!(pauses[7] >= Duration::from_millis(500), "{pauses:?}");
         backoff.reset();
-        assert!(backoff.next_pause() <= FIRST_STEP);
+        assert!(backoff.next_delay() <= FIRST_STEP);
     }
 
     #[test]

@@ -6,20 +6,22 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions};
 
 use super::error::LeadershipError;
-use super::etcd::{Backoff, Etcd, Failures};
+use tandem_api::Backoff;
+
+use super::etcd::{Etcd, Failures, backoff};
 
 /// Returns once `key` does not exist. Retries etcd forever with backoff (up to
 /// `max_backoff` between attempts); drop the future to stop.
 pub(super) async fn deleted(etcd: Etcd, key: Vec<u8>, max_backoff: Duration) {
     let shown = String::from_utf8_lossy(&key).into_owned();
     let mut failures = Failures::new("watching this leader's key");
-    let mut backoff = Backoff::new(max_backoff);
+    let mut backoff = backoff(max_backoff);
     loop {
         match watch_until_deleted(&etcd, &key, &shown, &mut failures, &mut backoff).await {
             Ok(()) => return,
             Err(error) => {
                 failures.failed(&error);
-                tokio::time::sleep(backoff.next_pause()).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -7,7 +7,9 @@ use tokio::sync::watch;
 
 use super::config::ElectionConfig;
 use super::error::LeadershipError;
-use super::etcd::{Backoff, Etcd, Failures};
+use tandem_api::Backoff;
+
+use super::etcd::{Etcd, Failures, backoff};
 use super::keys;
 use super::role::LeaderInfo;
 use super::status::current_leader;
@@ -25,12 +27,12 @@ pub(super) fn spawn(
 async fn observe(config: Arc<ElectionConfig>, leader: Arc<watch::Sender<Option<LeaderInfo>>>) {
     let name = keys::election_name(&config.region);
     let mut failures = Failures::new(format!("observing the leader of region {}", config.region));
-    let mut backoff = Backoff::new(config.max_backoff());
+    let mut backoff = backoff(config.max_backoff());
     loop {
         let error = observe_once(&config, &name, &leader, &mut failures, &mut backoff).await;
         publish(&leader, None);
         failures.failed(&error);
-        tokio::time::sleep(backoff.next_pause()).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -47,9 +47,9 @@ mod report;
 mod scan;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use tandem_engine::checkpoint::{Checkpoint, Event, UnixMillis};
+use tandem_engine::checkpoint::{Checkpoint, Event, now_millis};
 use tandem_engine::store::CheckpointStore;
 use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 use tandem_engine::testing::TempPostgres;
@@ -202,9 +202,9 @@ fn failover(
 ) -> Result<FailoverSample, Failure> {
     let (killed, leader) = runtime.block_on(replicas.leader())?;
     let after = runtime.block_on(store.latest_position())?;
-    let t0 = now_ms();
+    let t0 = now_millis();
     replicas.kill(killed);
-    let reaped = now_ms();
+    let reaped = now_millis();
     let dispatch = runtime.block_on(new_leader_dispatch(
         store,
         DispatchScan::new(t0, reaped, after),
@@ -297,13 +297,6 @@ async fn whole_log(store: &PostgresStore) -> Result<Vec<Checkpoint>, Failure> {
         }
         log.extend(page);
     }
-}
-
-/// The wall clock, ms since the Unix epoch.
-fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as UnixMillis)
 }
 
 /// `failure` with the workload's name in front.
