@@ -1,4 +1,5 @@
-//! Elections against a real etcd ([`TempEtcd`]), with a 2 s lease TTL: one leader among
+//! Elections against a real etcd ([`TempEtcd`]), with a 2 s lease TTL (8 s for hand-overs,
+//! see [`HANDOVER_TTL`]): one leader among
 //! three, fail-over on shutdown, drop and step-down, the role withdrawn in time when etcd
 //! dies, a leader again after etcd is back, and what `cluster_status` reports.
 
@@ -12,15 +13,20 @@ use crate::testing::TempEtcd;
 
 const TTL: Duration = Duration::from_secs(2);
 
+/// The lease TTL of the hand-over tests. A hand-over by resignation must take less than half
+/// of it, while one that waited for the lease to expire would take at least three quarters
+/// (keep-alives go out every TTL/4), so a slow etcd on a loaded machine cannot blur the two.
+const HANDOVER_TTL: Duration = Duration::from_secs(8);
+
 async fn etcd() -> TempEtcd {
     TempEtcd::start()
         .await
         .unwrap_or_else(|error| panic!("starting a temp etcd: {error}"))
 }
 
-fn config(etcd: &TempEtcd, region: &str, member: &str) -> ElectionConfig {
+fn config(etcd: &TempEtcd, region: &str, member: &str, lease_ttl: Duration) -> ElectionConfig {
     ElectionConfig {
-        lease_ttl: TTL,
+        lease_ttl,
         connect_timeout: Duration::from_secs(1),
         ..ElectionConfig::new(
             etcd.endpoints(),
@@ -32,10 +38,19 @@ fn config(etcd: &TempEtcd, region: &str, member: &str) -> ElectionConfig {
 }
 
 fn start(etcd: &TempEtcd, region: &str, members: &[&str]) -> Vec<Election> {
+    start_with_ttl(etcd, region, members, TTL)
+}
+
+fn start_with_ttl(
+    etcd: &TempEtcd,
+    region: &str,
+    members: &[&str],
+    lease_ttl: Duration,
+) -> Vec<Election> {
     members
         .iter()
         .map(|member| {
-            let config = config(etcd, region, member);
+            let config = config(etcd, region, member, lease_ttl);
             config.validate().expect("a valid test config");
             Election::start(config)
         })
@@ -105,7 +120,7 @@ async fn status(etcd: &TempEtcd, region: &str) -> ClusterStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_elect_one_leader_and_hand_over_on_shutdown_and_drop() {
     let etcd = etcd().await;
-    let mut elections = start(&etcd, "three", &["m1", "m2", "m3"]);
+    let mut elections = start_with_ttl(&etcd, "three", &["m1", "m2", "m3"], HANDOVER_TTL);
     let (index, epoch) = eventually(Duration::from_secs(10), "one leader, two followers", || {
         settled(&elections)
     })
@@ -136,7 +151,10 @@ async fn three_members_elect_one_leader_and_hand_over_on_shutdown_and_drop() {
         panic!("the leader's role changed");
     };
     // A loaded machine may run the local withdrawal timer late, so only the upper bound holds.
-    assert!(valid_until <= Instant::now() + TTL, "{valid_until:?}");
+    assert!(
+        valid_until <= Instant::now() + HANDOVER_TTL,
+        "{valid_until:?}"
+    );
 
     // Members register on their own leases, possibly after the election settled.
     let status = eventually_async(Duration::from_secs(5), "three registered members", || {
@@ -170,21 +188,19 @@ async fn three_members_elect_one_leader_and_hand_over_on_shutdown_and_drop() {
             epoch,
         })
     );
-    assert_eq!(status.lease_ttl, Some(TTL));
+    assert_eq!(status.lease_ttl, Some(HANDOVER_TTL));
     let left = status.lease_ttl_left.expect("the leader's lease is alive");
-    assert!(left <= TTL, "{left:?}");
+    assert!(left <= HANDOVER_TTL, "{left:?}");
 
     // Shutdown: resign and revoke; another member leads with a higher epoch at once.
     let stopped = elections.remove(index);
     let began = Instant::now();
     stopped.shutdown().await;
     assert_eq!(stopped.role(), Role::Follower { leader: None });
-    let (next, next_epoch) = eventually(TTL + Duration::from_secs(1), "a new leader", || {
-        settled(&elections)
-    })
-    .await;
+    let (next, next_epoch) =
+        eventually(HANDOVER_TTL / 2, "a new leader", || settled(&elections)).await;
     assert!(next_epoch > epoch, "{next_epoch} > {epoch}");
-    assert!(began.elapsed() < TTL + Duration::from_secs(1));
+    assert!(began.elapsed() < HANDOVER_TTL / 2);
     stopped.shutdown().await; // idempotent
     let status = cluster_status(&etcd.endpoints(), "three", Duration::from_secs(2))
         .await
@@ -201,14 +217,12 @@ async fn three_members_elect_one_leader_and_hand_over_on_shutdown_and_drop() {
     let mut dropped_role = dropped.subscribe();
     let began = Instant::now();
     drop(dropped);
-    let (_, last_epoch) = eventually(
-        TTL + Duration::from_secs(1),
-        "the last member leads",
-        || settled(&elections),
-    )
+    let (_, last_epoch) = eventually(HANDOVER_TTL / 2, "the last member leads", || {
+        settled(&elections)
+    })
     .await;
     assert!(last_epoch > next_epoch, "{last_epoch} > {next_epoch}");
-    assert!(began.elapsed() < TTL + Duration::from_secs(1));
+    assert!(began.elapsed() < HANDOVER_TTL / 2);
     // The dropped election's task ended (its sender is gone) as a follower.
     while dropped_role.changed().await.is_ok() {}
     assert!(!dropped_role.borrow().is_leader());
@@ -217,7 +231,7 @@ async fn three_members_elect_one_leader_and_hand_over_on_shutdown_and_drop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_steps_down_lets_another_lead_and_campaigns_again_after_a_pause() {
     let etcd = etcd().await;
-    let elections = start(&etcd, "stepdown", &["s1", "s2"]);
+    let elections = start_with_ttl(&etcd, "stepdown", &["s1", "s2"], HANDOVER_TTL);
     let (index, epoch) = eventually(Duration::from_secs(10), "one leader", || {
         settled(&elections)
     })
@@ -231,15 +245,17 @@ async fn a_member_that_steps_down_lets_another_lead_and_campaigns_again_after_a_
         !leader.role().is_leader(),
         "a member is a follower as soon as step_down returns"
     );
-    let (new_index, new_epoch) =
-        eventually(TTL, "the other member leads", || settled(&elections)).await;
+    let (new_index, new_epoch) = eventually(HANDOVER_TTL / 2, "the other member leads", || {
+        settled(&elections)
+    })
+    .await;
     assert_eq!(new_index, 1 - index);
     assert!(new_epoch > epoch);
 
     // It registers again, on a fresh lease.
     let member_key = format!("/tandem/stepdown/members/{}", leader.config().member_id);
     let kv = client(&etcd).await;
-    let lease = eventually_async(Duration::from_secs(3), "registered again", || {
+    let lease = eventually_async(HANDOVER_TTL / 2, "registered again", || {
         let mut kv = kv.clone();
         let key = member_key.clone();
         async move {
@@ -254,7 +270,7 @@ async fn a_member_that_steps_down_lets_another_lead_and_campaigns_again_after_a_
     // With the other gone during the pause, it waits out the pause, then leads.
     other.shutdown().await;
     let led_at = eventually(
-        TTL + Duration::from_secs(2),
+        HANDOVER_TTL + Duration::from_secs(4),
         "the stepped-down member leads",
         || leader.role().is_leader().then(Instant::now),
     )
