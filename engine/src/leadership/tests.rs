@@ -331,8 +331,10 @@ async fn withdraws_in_time(leader: &Election, fault: impl FnOnce()) {
         "withdrawn {:?} after the fault: not before the lease could expire",
         withdrawn_at - fault_at
     );
+    // The local timer fires at `valid_until`; the margin covers the test task waking up late
+    // on a loaded machine, far below the seconds a withdrawal that waited on etcd would take.
     assert!(
-        withdrawn_at <= valid_until + Duration::from_millis(50),
+        withdrawn_at <= valid_until + Duration::from_millis(250),
         "withdrawn {:?} after valid_until",
         withdrawn_at - valid_until
     );
