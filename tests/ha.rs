@@ -461,15 +461,24 @@ async fn cluster_status_shows_the_members_the_leader_its_epoch_and_the_lease() {
     let cluster = Cluster::start(3, 2).await;
     let leader = cluster.wait_for_leader(None, Duration::from_secs(10)).await;
     let epoch = cluster.epoch_of(leader).await.unwrap();
-    // Asked of a follower, through the command line, as JSON and as a table.
+    // Asked of a follower, through the command line, as JSON and as a table. Members register
+    // on their own leases, possibly after a leader is elected: ask until all three are there.
     let follower = (leader + 1) % 3;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["cluster", "status", "--output", "json", "--server"])
-        .arg(&cluster.replicas[follower].url)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let asked_at = Instant::now();
+    let status = loop {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["cluster", "status", "--output", "json", "--server"])
+            .arg(&cluster.replicas[follower].url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let registered = status["members"].as_array().map_or(0, Vec::len);
+        if registered == 3 || asked_at.elapsed() > Duration::from_secs(10) {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status["region"], "test");
     assert_eq!(status["role"], "follower");
     assert_eq!(status["answered_by"], format!("replica-{follower}"));
