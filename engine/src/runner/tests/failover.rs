@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::remote::{attempt_ends, lease, outputs};
 use super::*;
-use crate::executor::remote::{PollRequest, RemoteConfig, RemoteErrorKind};
+use crate::executor::remote::{Lease, PollRequest, RemoteConfig, RemoteErrorKind};
 
 /// One worker task, heartbeat timeout 5 s, retried up to 3 times.
 const LOAD: &str = r#"
@@ -28,6 +28,18 @@ tasks:
 async fn crash(driving: Driving) {
     driving.abort();
     assert!(driving.await.unwrap_err().is_cancelled());
+}
+
+/// Starts [`LOAD`], has a worker lease its `load` attempt, and crashes the driver together
+/// with its queues (the dead leader's memory); returns the run and the worker's lease.
+async fn crash_holding_a_lease(fixture: &Fixture) -> (RunId, Lease) {
+    let old_queues = TaskQueues::new(RemoteConfig::default());
+    let (run_id, driving, _controls, _progress) = fixture
+        .start_with(LOAD, fixture.remote_config(&old_queues))
+        .await;
+    let held = lease(&old_queues, "loaders", 1).await.remove(0);
+    crash(driving).await;
+    (run_id, held)
 }
 
 /// Resumes `run_id` as a new owner would, with `config`, in a task; returns once the new
@@ -89,13 +101,7 @@ fn attempts_started(checkpoints: &[Checkpoint], wanted: u32) -> Vec<u32> {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_live_worker_continues_its_attempt_under_the_new_driver() {
     let fixture = Fixture::new();
-    let old_queues = TaskQueues::new(RemoteConfig::default());
-    let (run_id, driving, _controls, _progress) = fixture
-        .start_with(LOAD, fixture.remote_config(&old_queues))
-        .await;
-    let held = lease(&old_queues, "loaders", 1).await.remove(0);
-    crash(driving).await;
-    drop(old_queues);
+    let (run_id, held) = crash_holding_a_lease(&fixture).await;
 
     let queues = TaskQueues::new(RemoteConfig::default());
     let driving = resume(&fixture, run_id, fixture.remote_config(&queues)).await;
@@ -144,13 +150,7 @@ async fn a_live_worker_continues_its_attempt_under_the_new_driver() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_silent_worker_attempt_goes_back_on_its_queue_as_the_same_attempt() {
     let fixture = Fixture::new();
-    let old_queues = TaskQueues::new(RemoteConfig::default());
-    let (run_id, driving, _controls, _progress) = fixture
-        .start_with(LOAD, fixture.remote_config(&old_queues))
-        .await;
-    let held = lease(&old_queues, "loaders", 1).await.remove(0);
-    crash(driving).await;
-    drop(old_queues);
+    let (run_id, held) = crash_holding_a_lease(&fixture).await;
 
     let queues = TaskQueues::new(RemoteConfig::default());
     let resumed = Instant::now();
