@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::wait_until;
 use nix::sys::signal::Signal;
 use tandem_api::{
     Client, ClientConfig, ClientError, MemberRole, RunState, StartRun, TaskContext, Worker,
@@ -464,21 +465,17 @@ async fn cluster_status_shows_the_members_the_leader_its_epoch_and_the_lease() {
     // Asked of a follower, through the command line, as JSON and as a table. Members register
     // on their own leases, possibly after a leader is elected: ask until all three are there.
     let follower = (leader + 1) % 3;
-    let asked_at = Instant::now();
-    let status = loop {
+    let mut status = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), || {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
             .args(["cluster", "status", "--output", "json", "--server"])
             .arg(&cluster.replicas[follower].url)
             .output()
             .unwrap();
         assert!(output.status.success(), "{output:?}");
-        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let registered = status["members"].as_array().map_or(0, Vec::len);
-        if registered == 3 || asked_at.elapsed() > Duration::from_secs(10) {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        status = serde_json::from_slice(&output.stdout).unwrap();
+        status["members"].as_array().map_or(0, Vec::len) == 3
+    });
     assert_eq!(status["region"], "test");
     assert_eq!(status["role"], "follower");
     assert_eq!(status["answered_by"], format!("replica-{follower}"));
