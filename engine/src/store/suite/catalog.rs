@@ -1,10 +1,11 @@
 //! Workflows registered with the store, and run creation at most once per idempotency key.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::fixtures::{created_event, latest, owner, read_all, read_run_ok, started, summary_ok};
-use crate::checkpoint::{Epoch, RunId};
+use super::fixtures::{
+    created_event, latest, owner, racing_outcomes, read_all, read_run_ok, started, summary_ok,
+};
+use crate::checkpoint::RunId;
 use crate::store::{CheckpointStore, CreateOutcome, RunFilter, StoreError, StoredWorkflow};
 
 fn workflow(name: &str, version: &str, source: &str, registered_at: i64) -> StoredWorkflow {
@@ -228,17 +229,7 @@ pub async fn test_concurrent_create_run_once(handles: &[Arc<dyn CheckpointStore>
                 (run_id, outcome)
             }));
         }
-        let mut created: Vec<(RunId, Epoch)> = Vec::new();
-        let mut existing = HashSet::new();
-        for task in tasks {
-            let (run_id, outcome) = task.await.expect("the caller task runs");
-            match outcome {
-                CreateOutcome::Created(epoch) => created.push((run_id, epoch)),
-                CreateOutcome::Existing(run) => {
-                    existing.insert(run);
-                }
-            }
-        }
+        let (created, existing) = racing_outcomes(tasks).await;
         assert_eq!(
             created.len(),
             1,

@@ -1,6 +1,6 @@
 //! Helpers shared by the tests: owners, events, batches, and calls that panic with context.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use crate::checkpoint::{
     Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunEnd, RunId, UnixMillis,
 };
-use crate::store::{CheckpointStore, Owner, RunFilter, RunStatus, RunSummary};
+use crate::store::{CheckpointStore, CreateOutcome, Owner, RunFilter, RunStatus, RunSummary};
 
 /// Tolerance on commit times, for wall clocks that step.
 pub(super) const CLOCK_SLACK_MS: UnixMillis = 5_000;
@@ -194,4 +194,24 @@ pub(super) async fn summary_ok(store: &dyn CheckpointStore, run_id: RunId) -> Ru
         .run_summary(run_id)
         .await
         .unwrap_or_else(|error| panic!("run_summary({run_id}) failed: {error}"))
+}
+
+/// Awaits callers that raced to create one run, each giving the run id it tried and the
+/// store's answer: `(created, existing)`, the `(run id, epoch)` of every caller that created
+/// and the set of run ids the others were told exists.
+pub(super) async fn racing_outcomes(
+    tasks: Vec<JoinHandle<(RunId, CreateOutcome)>>,
+) -> (Vec<(RunId, Epoch)>, HashSet<RunId>) {
+    let mut created = Vec::new();
+    let mut existing = HashSet::new();
+    for task in tasks {
+        let (run_id, outcome) = task.await.expect("the caller task runs");
+        match outcome {
+            CreateOutcome::Created(epoch) => created.push((run_id, epoch)),
+            CreateOutcome::Existing(run) => {
+                existing.insert(run);
+            }
+        }
+    }
+    (created, existing)
 }

@@ -1,11 +1,12 @@
 //! Cron schedules' runs (at most one per workflow and tick) and the list of registered
 //! workflows the schedules are read from.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::fixtures::{created_event, latest, owner, read_all, read_run_ok, started, summary_ok};
-use crate::checkpoint::{Epoch, RunId, UnixMillis};
+use super::fixtures::{
+    created_event, latest, owner, racing_outcomes, read_all, read_run_ok, started, summary_ok,
+};
+use crate::checkpoint::{RunId, UnixMillis};
 use crate::store::{CheckpointStore, CreateOutcome, RunFilter, StoreError, StoredWorkflow};
 
 /// A registration of version `version` of `name`, registered at `registered_at`.
@@ -201,17 +202,7 @@ pub async fn test_concurrent_scheduled_runs(handles: &[Arc<dyn CheckpointStore>]
                 (run_id, outcome)
             }));
         }
-        let mut created: Vec<(RunId, Epoch)> = Vec::new();
-        let mut existing = HashSet::new();
-        for task in tasks {
-            let (run_id, outcome) = task.await.expect("the caller task runs");
-            match outcome {
-                CreateOutcome::Created(epoch) => created.push((run_id, epoch)),
-                CreateOutcome::Existing(run) => {
-                    existing.insert(run);
-                }
-            }
-        }
+        let (created, existing) = racing_outcomes(tasks).await;
         assert_eq!(
             created.len(),
             1,
