@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tandem/v1/workflow_service.proto",
         "proto/tandem/v1/worker_service.proto",
         "proto/tandem/v1/cluster_service.proto",
+        "proto/tandem/v1/dr_service.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

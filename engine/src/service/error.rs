@@ -159,6 +159,11 @@ fn store_codes(error: &StoreError) -> (Code, &'static str) {
         StoreError::InvalidAppend { .. } => (Code::Internal, "invalid_append"),
         StoreError::Backend { .. } => (Code::Unavailable, "store_unavailable"),
         StoreError::Superseded { .. } => (Code::Unavailable, "not_leader"),
+        StoreError::NotActive { .. } => (Code::FailedPrecondition, "region_not_active"),
+        StoreError::NotStandby { .. } => (Code::FailedPrecondition, "dr_role"),
+        StoreError::ReplicationGap { .. } => (Code::FailedPrecondition, "replication_gap"),
+        StoreError::StaleRegionEpoch { .. } => (Code::FailedPrecondition, "replication_epoch"),
+        StoreError::RegionMismatch { .. } => (Code::FailedPrecondition, "region_mismatch"),
     }
 }
 

@@ -29,6 +29,7 @@ mod codec;
 mod columns;
 mod fence;
 pub mod postgres;
+pub mod replication;
 pub mod sqlite;
 pub mod suite;
 
@@ -269,6 +270,84 @@ pub enum StoreError {
         location: String,
         /// What was wrong.
         detail: String,
+    },
+    /// The write was refused because this store's region is not active (it is a standby
+    /// applying another region's log, or a fenced ex-active region): starting runs and
+    /// writing checkpoints happen in the active region only. Nothing was written.
+    #[error(
+        "write refused: region {region} is {role}, not active (the active region is {active_region}); store {location}"
+    )]
+    NotActive {
+        /// This store's region.
+        region: String,
+        /// Its role (`standby` or `fenced`).
+        role: String,
+        /// The region it knows as active.
+        active_region: String,
+        /// The store.
+        location: String,
+    },
+    /// A replication call needs a standby store (or, for `apply`, a standby of the batch's
+    /// source region) and found another role.
+    #[error(
+        "{action} refused: region {region} of store {location} is {role} (active region {active_region}), expected {expected}"
+    )]
+    NotStandby {
+        /// What was asked (`applying a batch from eu-west`, `promotion`, `rejoin`).
+        action: String,
+        /// This store's region.
+        region: String,
+        /// Its role.
+        role: String,
+        /// The region it knows as active.
+        active_region: String,
+        /// What the call needs.
+        expected: String,
+        /// The store.
+        location: String,
+    },
+    /// A replicated batch does not continue the applied log: its first new position is not
+    /// the applied position + 1, or its positions are not consecutive. Nothing was written.
+    #[error(
+        "replication gap in {location}: expected position {expected}, found {found} (batch from region {source_region})"
+    )]
+    ReplicationGap {
+        /// The position expected next.
+        expected: u64,
+        /// The position found.
+        found: u64,
+        /// The batch's source region.
+        source_region: String,
+        /// The store.
+        location: String,
+    },
+    /// A region epoch lower than (or, for promotion, not higher than) the store's.
+    #[error(
+        "{action} refused: region epoch {given} is not {expected} region epoch {current} of store {location}"
+    )]
+    StaleRegionEpoch {
+        /// What was asked.
+        action: String,
+        /// The epoch given.
+        given: u64,
+        /// `at least` or `higher than`.
+        expected: String,
+        /// The store's region epoch.
+        current: u64,
+        /// The store.
+        location: String,
+    },
+    /// The store belongs to another region than the one configured.
+    #[error(
+        "store {location} belongs to region {found}, but this process is configured for region {expected}"
+    )]
+    RegionMismatch {
+        /// The configured region.
+        expected: String,
+        /// The store's region.
+        found: String,
+        /// The store.
+        location: String,
     },
     /// Any other failure of the backend (I/O error, database locked for too long, ...).
     #[error("state store {location}: {detail}")]
