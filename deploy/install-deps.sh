@@ -23,6 +23,8 @@ need etcd etcd-server
 need etcdctl etcd-client
 #   protobuf-compiler: the build script of the etcd-client crate runs `protoc`.
 need protoc protobuf-compiler
+#   socat: the TCP forwarders of deploy/local (a region is partitioned by stopping them).
+need socat socat
 
 if [ -n "$missing" ]; then
     echo "installing:$missing"
