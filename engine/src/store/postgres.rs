@@ -36,6 +36,10 @@
 //!   `COMMIT` outcome was lost with the connection is not applied twice: the retry finds the
 //!   id and returns the first outcome (which passed the fences when it committed). A retry
 //!   that finds no committed id is checked like a first attempt.
+//! - Cross-region replication ([`ReplicationStore`]): the region's role and epoch, shipping
+//!   and applying the log, promotion, demotion and rejoining; see `replication.rs`. Every
+//!   write of a fenced handle is refused with [`StoreError::NotActive`] when the region is not
+//!   active, checked in the statement that checks the leader epoch.
 //! - Errors name the server as `postgres://user@host:port/db` (never the password).
 
 mod catalog;
@@ -45,6 +49,7 @@ mod error;
 mod fence;
 mod migrate;
 mod read;
+mod replication;
 mod retry;
 mod write;
 
@@ -56,6 +61,8 @@ mod tests_faults;
 mod tests_fence;
 #[cfg(test)]
 mod tests_outage;
+#[cfg(test)]
+mod tests_replication;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,11 +74,16 @@ use self::create::Once;
 use self::fence::FenceEpoch;
 use self::retry::with_retry;
 use super::columns::{check_idempotency_key, check_scheduled_workflow};
+use super::replication::{
+    RegionRole, RegionState, ReplicatedBatch, ReplicationSlice, ReplicationStore, TailReport,
+};
 use super::{
     CheckpointStore, CreateOutcome, LeaderFence, Owner, RunFilter, RunSummary, StoreError,
     StoredWorkflow,
 };
-use crate::checkpoint::{Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId, UnixMillis};
+use crate::checkpoint::{
+    Checkpoint, Epoch, Event, LogPosition, NewCheckpoint, RunId, UnixMillis, now_millis,
+};
 
 pub use connect::redact_url;
 
@@ -398,6 +410,104 @@ impl CheckpointStore for PostgresStore {
             self,
             "reading the last schedule tick",
             |client, _attempt| { catalog::last_schedule_tick(context, &client, workflow) }
+        )
+    }
+}
+
+#[async_trait]
+impl ReplicationStore for PostgresStore {
+    async fn region_state(&self) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "reading the region state", |client, _attempt| {
+            replication::region_state(context, &client)
+        })
+    }
+
+    async fn init_region(
+        &self,
+        region: &str,
+        role: RegionRole,
+        active_region: &str,
+    ) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "naming the store's region", |client, _attempt| {
+            replication::init_region(context, &mut client, region, role, active_region)
+        })
+    }
+
+    async fn read_replication(
+        &self,
+        after_position: LogPosition,
+        after_registration: u64,
+        limit: usize,
+    ) -> Result<ReplicationSlice, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(
+            self,
+            "reading the log for replication",
+            |client, _attempt| {
+                replication::read_replication(
+                    context,
+                    &client,
+                    after_position,
+                    after_registration,
+                    limit,
+                )
+            }
+        )
+    }
+
+    async fn apply_replicated(
+        &self,
+        batch: &ReplicatedBatch,
+        now: UnixMillis,
+    ) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        let prepared = replication::PreparedBatch::new(context, batch)?;
+        with_retry!(self, "applying a replicated batch", |client, _attempt| {
+            replication::apply_replicated(context, &mut client, &prepared, now)
+        })
+    }
+
+    async fn promote(&self, region_epoch: u64) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "promoting the region", |client, attempt| {
+            replication::promote(context, &mut client, region_epoch, attempt)
+        })
+    }
+
+    async fn demote(
+        &self,
+        new_active: &str,
+        region_epoch: u64,
+        fork_position: LogPosition,
+    ) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(self, "demoting the region", |client, _attempt| {
+            replication::demote(
+                context,
+                &mut client,
+                new_active,
+                region_epoch,
+                fork_position,
+            )
+        })
+    }
+
+    async fn rejoin(&self) -> Result<RegionState, StoreError> {
+        let context = &self.inner.context;
+        let now = now_millis();
+        with_retry!(self, "rejoining as a standby", |client, _attempt| {
+            replication::rejoin(context, &mut client, now)
+        })
+    }
+
+    async fn tail_report(&self) -> Result<TailReport, StoreError> {
+        let context = &self.inner.context;
+        with_retry!(
+            self,
+            "reporting the unreplicated tail",
+            |client, _attempt| { replication::tail_report(context, &mut client) }
         )
     }
 }

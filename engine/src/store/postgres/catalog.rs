@@ -13,8 +13,15 @@ use crate::store::{StoreError, StoredWorkflow, workflow_text_conflict};
 const WORKFLOW_COLUMNS: &str = "name, version, source, file_name, registered_at";
 
 /// See [`crate::store::CheckpointStore::put_workflow`]; `fence` is the handle's leader epoch
-/// (`None`: unfenced), checked first in the transaction. After a connection lost during the
-/// commit, the retry finds the workflow stored and reports `false`.
+/// (`None`: unfenced), checked first in the transaction (with the region's role). After a
+/// connection lost during the commit, the retry finds the workflow stored and reports
+/// `false`.
+///
+/// Registrations hold the head's row lock from before they take their `registration`
+/// number until they commit (a fenced one through its check, an unfenced one by locking
+/// the row), so numbers become visible in increasing order, as positions do: replication
+/// reads them as a cursor (`registration > n`), which a number taken before an earlier
+/// one's commit would make it skip.
 pub(super) async fn put_workflow(
     context: &Context,
     client: &mut deadpool_postgres::Client,
@@ -24,7 +31,15 @@ pub(super) async fn put_workflow(
     let doing = "registering a workflow";
     let failed = |error| pg(context, doing, error);
     let client = client.transaction().await.map_err(failed)?;
-    fence::check(context, &client, fence, doing).await?;
+    if fence.is_some() {
+        fence::check(context, &client, fence, doing).await?;
+    } else {
+        let lock = client
+            .prepare_cached("SELECT 1 FROM log_head FOR NO KEY UPDATE")
+            .await
+            .map_err(failed)?;
+        client.query_one(&lock, &[]).await.map_err(failed)?;
+    }
     let insert = client
         .prepare_cached(&format!(
             "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5)

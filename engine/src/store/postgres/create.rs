@@ -90,13 +90,14 @@ pub(super) enum Once<'a> {
 
 /// Takes the next position (the head's row lock: creates and appends take turns from here
 /// to `COMMIT`) and the next epoch, and inserts the run, its `run_created` checkpoint and the
-/// write's id. A fenced creation (`$11` not `NULL`) also checks and raises the leader epoch
-/// in the head's `UPDATE` (see `fence.rs`). Returns the new run's owner epoch (`NULL` when
-/// nothing was created) and whether the head was taken (0: the leader fence refused).
+/// write's id. A fenced creation (`$11` not `NULL`) also checks the region's role and checks
+/// and raises the leader epoch in the head's `UPDATE` (see `fence.rs`). Returns the new run's
+/// owner epoch (`NULL` when nothing was created) and whether the head was taken (0: a region
+/// fence refused).
 const CREATE_RUN: &str = "
 WITH head AS (
     UPDATE log_head SET last = last + 1, leader_epoch = coalesce($11::bigint, leader_epoch)
-    WHERE $11::bigint IS NULL OR leader_epoch <= $11::bigint
+    WHERE $11::bigint IS NULL OR (leader_epoch <= $11::bigint AND region_role = 'active')
     RETURNING last
 ), run AS (
     INSERT INTO runs (run_id, workflow, version, status, created_at, created_position,
@@ -148,7 +149,8 @@ pub(super) async fn create_run(
         {
             return Ok(CreateOutcome::Created(epoch));
         }
-        // Nothing to write, but a superseded leader learns it here too.
+        // Nothing to write, but a superseded leader (or one of a region that is not
+        // active) learns it here too.
         fence::check(context, &*client, fence, doing).await?;
         return Ok(CreateOutcome::Existing(RunId(existing)));
     }
@@ -270,8 +272,8 @@ pub(super) async fn claim_run(
         .map_err(failed)?
         .is_none()
     {
-        // No row locked: the head's lock may be taken here. A superseded leader learns that
-        // rather than the run's absence.
+        // No row locked: the head's lock may be taken here. A superseded leader (or one of
+        // a region that is not active) learns that rather than the run's absence.
         fence::check(context, &transaction, fence, doing).await?;
         return Err(Failure::Final(StoreError::RunNotFound {
             run_id,

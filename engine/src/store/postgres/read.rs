@@ -14,7 +14,8 @@ use crate::store::codec::decode_event;
 use crate::store::columns::{pid_from, status_from};
 use crate::store::{Owner, RunFilter, RunStatus, RunSummary, StoreError};
 
-const CHECKPOINT_COLUMNS: &str = "position, epoch, run_id, recorded_at, kind, payload::text";
+pub(super) const CHECKPOINT_COLUMNS: &str =
+    "position, epoch, run_id, recorded_at, kind, payload::text";
 const RUN_COLUMNS: &str = "run_id, workflow, version, status, created_at, finished_at, \
      owner_epoch, owner_host, owner_pid, owner_start_ticks";
 
@@ -171,7 +172,7 @@ pub(super) async fn list_runs(
 }
 
 /// Decodes a row of [`CHECKPOINT_COLUMNS`].
-fn decode_checkpoint(context: &Context, row: &Row) -> Result<Checkpoint, StoreError> {
+pub(super) fn decode_checkpoint(context: &Context, row: &Row) -> Result<Checkpoint, StoreError> {
     let position: i64 = column(context, row, 0, "position", "a checkpoint")?;
     let at = format!("the checkpoint at position {position}");
     let epoch: i64 = column(context, row, 1, "epoch", &at)?;
@@ -220,7 +221,7 @@ fn decode_run(context: &Context, row: &Row) -> Result<RunSummary, StoreError> {
 }
 
 /// Column `index` (named `name`) of `row` (described by `at`), or `Corrupt`.
-fn column<'r, T: FromSql<'r>>(
+pub(super) fn column<'r, T: FromSql<'r>>(
     context: &Context,
     row: &'r Row,
     index: usize,

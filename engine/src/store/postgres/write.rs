@@ -24,12 +24,50 @@ pub(super) struct Encoded {
     payloads: Vec<String>,
     /// Every run the batch touches, once.
     runs: Vec<Uuid>,
-    /// The runs the batch finishes, with their status and end time (the last `run_finished`
-    /// of each run in the batch).
-    finished_runs: Vec<Uuid>,
-    finished_statuses: Vec<&'static str>,
-    finished_at: Vec<i64>,
+    /// The runs the batch finishes.
+    finished: FinishedRuns,
 }
+
+/// The runs a batch of checkpoints finishes, as the parameters of the `UPDATE runs` that
+/// projects them (appends here, replicated batches in `replication/apply.rs`): for each run
+/// its status and end time from its last `run_finished` event in the batch.
+#[derive(Debug, Default)]
+pub(super) struct FinishedRuns {
+    /// The runs.
+    pub runs: Vec<Uuid>,
+    /// Their status (column `status`).
+    pub statuses: Vec<&'static str>,
+    /// Their end time (column `finished_at`, ms since the Unix epoch).
+    pub at: Vec<i64>,
+}
+
+impl FinishedRuns {
+    /// Notes `event` of run `run_id`, the batch's next checkpoint: a `run_finished` event sets
+    /// the run's status and end time (a later one in the batch wins); others change nothing.
+    pub fn note(&mut self, run_id: Uuid, event: &Event) {
+        let Event::RunFinished { state, at, .. } = event else {
+            return;
+        };
+        let status = RunStatus::from(*state).as_str();
+        match self.runs.iter().position(|run| *run == run_id) {
+            Some(earlier) => {
+                self.statuses[earlier] = status;
+                self.at[earlier] = *at;
+            }
+            None => {
+                self.runs.push(run_id);
+                self.statuses.push(status);
+                self.at.push(*at);
+            }
+        }
+    }
+}
+
+/// Sets the status and end time of the runs in `$1` to `$2` and `$3` (a [`FinishedRuns`]).
+pub(super) const FINISH_RUNS: &str = "
+UPDATE runs SET status = f.status, finished_at = f.at
+FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS f(run_id, status, at)
+WHERE runs.run_id = f.run_id";
 
 impl Encoded {
     /// Errors ([`StoreError::InvalidAppend`]): an epoch above `i64::MAX`, a `run_created`
@@ -46,40 +84,22 @@ impl Encoded {
             kinds: Vec::with_capacity(batch.len()),
             payloads: Vec::with_capacity(batch.len()),
             runs: Vec::new(),
-            finished_runs: Vec::new(),
-            finished_statuses: Vec::new(),
-            finished_at: Vec::new(),
+            finished: FinishedRuns::default(),
         };
         for (index, checkpoint) in batch.iter().enumerate() {
             let run_id = checkpoint.run_id.0;
             let kind = checkpoint.event.kind();
             let at = || format!("checkpoint {} of {} (run {run_id})", index + 1, batch.len());
-            match &checkpoint.event {
-                Event::RunCreated { .. } => {
-                    return Err(invalid(
-                        context,
-                        format!(
-                            "{} is a `run_created` event: runs are created with create_run, not appended",
-                            at()
-                        ),
-                    ));
-                }
-                Event::RunFinished { state, at, .. } => {
-                    let status = RunStatus::from(*state).as_str();
-                    match encoded.finished_runs.iter().position(|run| *run == run_id) {
-                        Some(earlier) => {
-                            encoded.finished_statuses[earlier] = status;
-                            encoded.finished_at[earlier] = *at;
-                        }
-                        None => {
-                            encoded.finished_runs.push(run_id);
-                            encoded.finished_statuses.push(status);
-                            encoded.finished_at.push(*at);
-                        }
-                    }
-                }
-                _ => {}
+            if let Event::RunCreated { .. } = &checkpoint.event {
+                return Err(invalid(
+                    context,
+                    format!(
+                        "{} is a `run_created` event: runs are created with create_run, not appended",
+                        at()
+                    ),
+                ));
             }
+            encoded.finished.note(run_id, &checkpoint.event);
             let payload = serde_json::to_string(&checkpoint.event).map_err(|error| {
                 invalid(
                     context,
@@ -104,12 +124,12 @@ impl Encoded {
 ///    every run exists and accepts the epoch;
 /// 2. only then take the positions from the head of the log, whose row lock is held until
 ///    the commit, so positions are handed out in commit order; a fenced append (`$12` not
-///    `NULL`) also checks and raises the leader epoch there (see `fence.rs`: a head updated
-///    meanwhile is re-checked in its committed version);
+///    `NULL`) also checks the region's role and checks and raises the leader epoch there
+///    (see `fence.rs`: a head updated meanwhile is re-checked in its committed version);
 /// 3. record the write id, insert the checkpoints, record finished runs.
 ///
-/// When step 1 or the leader fence refuses, nothing is written and the runs' owner epochs
-/// come back for the error. `$1` batch size, `$2` write id, `$3` epoch, `$4` commit time,
+/// When step 1 or the region fences refuse, nothing is written, and step 1's verdict and the
+/// runs' owner epochs come back for the error. `$1` batch size, `$2` write id, `$3` epoch, `$4` commit time,
 /// `$5`-`$7` per checkpoint: run id, kind, payload; `$8` the runs; `$9`-`$11` the finished
 /// runs, their status and end time; `$12` the leader epoch (`NULL`: unfenced).
 const APPEND: &str = "
@@ -121,7 +141,8 @@ WITH owners AS (
     FROM owners
 ), head AS (
     UPDATE log_head SET last = last + $1, leader_epoch = coalesce($12::bigint, leader_epoch)
-    WHERE (SELECT accepted FROM verdict) AND ($12::bigint IS NULL OR leader_epoch <= $12::bigint)
+    WHERE (SELECT accepted FROM verdict)
+        AND ($12::bigint IS NULL OR (leader_epoch <= $12::bigint AND region_role = 'active'))
     RETURNING last
 ), batch AS (
     INSERT INTO batches (batch_id, last_position, epoch) SELECT $2, last, $3 FROM head
@@ -136,7 +157,7 @@ WITH owners AS (
     WHERE runs.run_id = f.run_id
 )
 SELECT (SELECT last FROM head), ARRAY(SELECT run_id FROM owners),
-    ARRAY(SELECT owner_epoch FROM owners)";
+    ARRAY(SELECT owner_epoch FROM owners), (SELECT accepted FROM verdict)";
 
 /// See [`crate::store::CheckpointStore::append`]; the batch is not empty; `fence` is the
 /// handle's leader epoch (`None`: unfenced). `batch_id` identifies the write across attempts:
@@ -173,9 +194,9 @@ pub(super) async fn append(
                 &encoded.kinds,
                 &encoded.payloads,
                 &encoded.runs,
-                &encoded.finished_runs,
-                &encoded.finished_statuses,
-                &encoded.finished_at,
+                &encoded.finished.runs,
+                &encoded.finished.statuses,
+                &encoded.finished.at,
                 &fence::parameter(fence),
             ],
         )
@@ -207,8 +228,16 @@ pub(super) async fn append(
             {
                 return Ok(last);
             }
-            if let Some(error) = fence::superseded_by(context, &*client, fence, doing).await? {
+            if let Some(error) = fence::region_refusal(context, &*client, fence, doing).await? {
                 return Err(Failure::Final(error));
+            }
+            let accepted: bool = row.try_get(3).map_err(failed)?;
+            if accepted {
+                // Only the region fences refused, and neither does now: the region was
+                // promoted after the statement. Nothing was written: try again.
+                return Err(Failure::Transient(format!(
+                    "{doing}: refused by the region fence, but the region is active now (it was promoted meanwhile)"
+                )));
             }
             let runs: Vec<Uuid> = row.try_get(1).map_err(failed)?;
             let epochs: Vec<i64> = row.try_get(2).map_err(failed)?;
