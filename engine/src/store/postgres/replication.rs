@@ -20,6 +20,8 @@
 //!   transactional; a batch that is then rolled back leaves it higher, which is harmless.)
 
 mod apply;
+mod batch;
+mod insert;
 mod read;
 mod rejoin;
 mod roles;
@@ -37,7 +39,8 @@ use crate::checkpoint::LogPosition;
 use crate::store::StoreError;
 use crate::store::replication::{RegionState, TailRange};
 
-pub(super) use apply::{PreparedBatch, apply_replicated};
+pub(super) use apply::apply_replicated;
+pub(super) use batch::PreparedBatch;
 pub(super) use read::read_replication;
 pub(super) use rejoin::{rejoin, tail_report};
 pub(super) use roles::{demote, init_region, promote};

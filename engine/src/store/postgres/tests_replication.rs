@@ -4,6 +4,7 @@
 
 mod apply;
 mod concurrent;
+mod promotion;
 mod region;
 mod rejoin;
 mod roles;
