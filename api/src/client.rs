@@ -41,7 +41,7 @@ use crate::watch::Watch;
 /// [`ClientError::LeaderStarting`].
 #[derive(Debug, Clone)]
 pub struct Client {
-    endpoints: Arc<Endpoints>,
+    pub(crate) endpoints: Arc<Endpoints>,
 }
 
 /// A registered workflow version (reply of [`Client::register_workflow`]).

@@ -20,6 +20,14 @@ pub const NOT_LEADER: &str = "not_leader";
 /// shortly.
 pub const LEADER_STARTING: &str = "leader_starting";
 
+/// `tandem-error-code` of a call that needs an active region sent to a replica of a standby
+/// or fenced region (gRPC `FAILED_PRECONDITION`): nothing was done; the active region is named
+/// in [`ACTIVE_REGION_KEY`].
+pub const REGION_NOT_ACTIVE: &str = "region_not_active";
+
+/// Metadata key of a `region_not_active` refusal carrying the active region's name.
+pub const ACTIVE_REGION_KEY: &str = "tandem-active-region";
+
 /// A failed call to a Tandem server.
 ///
 /// Variants follow the gRPC status codes the API documents; `error_code` is the server's stable
@@ -100,6 +108,20 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// `FAILED_PRECONDITION` with `tandem-error-code: region_not_active`: the server belongs
+    /// to a region that is not active (a standby or a fenced ex-active region) and refused a
+    /// call that starts, cancels or runs work; nothing was done. The SDK tries its other
+    /// endpoints (a client given the replicas of several regions follows a promotion): this
+    /// error is returned only when none of them accepted the call.
+    #[error("the Tandem server at {endpoint} belongs to a region that is not active{}: {message}", active_region.as_ref().map(|region| format!(" (the active region is {region})")).unwrap_or_default())]
+    RegionNotActive {
+        /// The server's address (`http://host:port`), empty if unknown.
+        endpoint: String,
+        /// The active region's name from the `tandem-active-region` metadata, when sent.
+        active_region: Option<String>,
+        /// The server's message (it names the region, its role and the active region).
+        message: String,
+    },
     /// Any other status (`INTERNAL`, `DEADLINE_EXCEEDED`, `CANCELLED`, ...).
     #[error("{} ({code:?}): {message}", code.description())]
     Other {
@@ -138,7 +160,9 @@ impl ClientError {
             ClientError::InvalidArgument { .. } | ClientError::InvalidEndpoint { .. } => {
                 tonic::Code::InvalidArgument
             }
-            ClientError::FailedPrecondition { .. } => tonic::Code::FailedPrecondition,
+            ClientError::FailedPrecondition { .. } | ClientError::RegionNotActive { .. } => {
+                tonic::Code::FailedPrecondition
+            }
             ClientError::AlreadyExists { .. } => tonic::Code::AlreadyExists,
             ClientError::Unavailable { .. }
             | ClientError::NotLeader { .. }
@@ -159,6 +183,7 @@ impl ClientError {
             | ClientError::Other { error_code, .. } => error_code.as_deref(),
             ClientError::NotLeader { .. } => Some(NOT_LEADER),
             ClientError::LeaderStarting { .. } => Some(LEADER_STARTING),
+            ClientError::RegionNotActive { .. } => Some(REGION_NOT_ACTIVE),
             ClientError::InvalidEndpoint { .. } | ClientError::Protocol { .. } => None,
         }
     }
@@ -187,14 +212,25 @@ impl ClientError {
         }
     }
 
+    /// The active region a replica of a standby or fenced region named in a
+    /// [`ClientError::RegionNotActive`] refusal.
+    pub fn active_region(&self) -> Option<&str> {
+        match self {
+            ClientError::RegionNotActive { active_region, .. } => active_region.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Fills in the server's address of an error built without one (as
     /// [`From<tonic::Status>`] does): [`ClientError::Unavailable`], [`ClientError::NotLeader`],
-    /// [`ClientError::LeaderStarting`] and [`ClientError::Protocol`].
+    /// [`ClientError::LeaderStarting`], [`ClientError::RegionNotActive`] and
+    /// [`ClientError::Protocol`].
     pub fn at(mut self, address: &str) -> ClientError {
         match &mut self {
             ClientError::Unavailable { endpoint, .. }
             | ClientError::NotLeader { endpoint, .. }
             | ClientError::LeaderStarting { endpoint, .. }
+            | ClientError::RegionNotActive { endpoint, .. }
             | ClientError::Protocol { endpoint, .. }
                 if endpoint.is_empty() =>
             {
@@ -234,6 +270,7 @@ impl ClientError {
             | ClientError::Unavailable { message, .. }
             | ClientError::NotLeader { message, .. }
             | ClientError::LeaderStarting { message, .. }
+            | ClientError::RegionNotActive { message, .. }
             | ClientError::Other { message, .. }
             | ClientError::InvalidEndpoint { message, .. }
             | ClientError::Protocol { message, .. } => {
@@ -274,6 +311,20 @@ impl From<tonic::Status> for ClientError {
                 message,
                 error_code,
             },
+            tonic::Code::FailedPrecondition if error_code.as_deref() == Some(REGION_NOT_ACTIVE) => {
+                let active_region = status
+                    .metadata()
+                    .get(ACTIVE_REGION_KEY)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::trim)
+                    .filter(|region| !region.is_empty())
+                    .map(str::to_string);
+                ClientError::RegionNotActive {
+                    endpoint: String::new(),
+                    active_region,
+                    message,
+                }
+            }
             tonic::Code::FailedPrecondition => ClientError::FailedPrecondition {
                 message,
                 error_code,
@@ -620,6 +671,43 @@ mod tests {
                 .ends_with("does not lead (no leader found within 30000 ms)"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn region_not_active_names_the_active_region() {
+        let mut status = with_code(
+            tonic::Status::failed_precondition("region us-east is standby, not active"),
+            REGION_NOT_ACTIVE,
+        );
+        status.metadata_mut().insert(
+            ACTIVE_REGION_KEY,
+            "eu-west".parse().expect("an ASCII metadata value"),
+        );
+        let error = ClientError::from(status).at("http://10.0.0.3:7233");
+        assert_eq!(
+            error,
+            ClientError::RegionNotActive {
+                endpoint: "http://10.0.0.3:7233".to_string(),
+                active_region: Some("eu-west".to_string()),
+                message: "region us-east is standby, not active".to_string(),
+            }
+        );
+        assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(error.error_code(), Some(REGION_NOT_ACTIVE));
+        assert_eq!(error.active_region(), Some("eu-west"));
+        assert!(!error.is_transient());
+        assert!(!error.is_connection_failure());
+        assert!(
+            error.to_string().contains("(the active region is eu-west)"),
+            "{error}"
+        );
+        // Another failed precondition stays what it was.
+        let other = ClientError::from(with_code(
+            tonic::Status::failed_precondition("lease ended"),
+            "lease_ended",
+        ));
+        assert!(matches!(other, ClientError::FailedPrecondition { .. }));
+        assert_eq!(other.active_region(), None);
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //!   send twice ([`Resend::Safe`]); otherwise the error is returned, because the server may
 //!   have acted on it. When every endpoint failed to connect and none answered during the
 //!   call, the error is returned at once (nothing is running there; no failover is under way).
+//! - `region_not_active` (a replica of a standby or fenced region refused a call that needs
+//!   an active region): the next endpoint is tried, like an unreachable one (a client given
+//!   the replicas of several regions reaches the active one, and follows a promotion). When
+//!   every endpoint of a round refused so or could not be reached, that refusal is returned
+//!   at once (it names the active region).
 //! - Any other error or reply is the call's result.
 
 use std::future::Future;
@@ -232,6 +237,11 @@ impl Endpoints {
         let mut tried = 0_usize;
         // Whether some server replied (a refusal) during this call: a failover is under way.
         let mut answered = false;
+        // Since the last wait: endpoints that refused as not active, or could not be reached.
+        let mut not_active = 0_usize;
+        let mut unreachable = 0_usize;
+        // The last `region_not_active` refusal, returned when no endpoint accepts the call.
+        let mut refusal: Option<ClientError> = None;
         let mut redirects = 0_u32;
         loop {
             let connection = self.connection(index);
@@ -262,6 +272,8 @@ impl Endpoints {
                     tracing::debug!(from = %connection.endpoint, to = %self.connection(next).endpoint, "following the leader");
                     index = next;
                     tried = 0;
+                    not_active = 0;
+                    unreachable = 0;
                     redirects += 1;
                     // The first redirect goes at once; more mean replicas disagree on who
                     // leads (a hand-over under way): wait a little between them.
@@ -277,6 +289,18 @@ impl Endpoints {
                     answered = true;
                     true
                 }
+                (ClientError::RegionNotActive { .. }, _) => {
+                    tracing::debug!(endpoint = %connection.endpoint, error = %failure.error, "the server's region is not active; trying the next endpoint");
+                    self.unreachable(index);
+                    index = self.after(index);
+                    tried += 1;
+                    not_active += 1;
+                    if tried >= count && not_active + unreachable >= tried {
+                        return Err(every_region_refused(failure.error, &self.addresses()));
+                    }
+                    refusal = Some(failure.error.clone());
+                    tried >= count
+                }
                 (error, _) if error.is_connection_failure() => {
                     if !failure.not_sent && route.resend == Resend::OnlyIfNotSent {
                         return Err(unsafe_to_resend(failure));
@@ -285,8 +309,14 @@ impl Endpoints {
                     self.unreachable(index);
                     index = self.after(index);
                     tried += 1;
-                    if tried >= count && !answered {
-                        return Err(every_endpoint_failed(failure.error, &self.addresses()));
+                    unreachable += 1;
+                    if tried >= count && not_active + unreachable >= tried {
+                        if let Some(refusal) = refusal.clone().filter(|_| not_active > 0) {
+                            return Err(every_region_refused(refusal, &self.addresses()));
+                        }
+                        if !answered {
+                            return Err(every_endpoint_failed(failure.error, &self.addresses()));
+                        }
                     }
                     tried >= count
                 }
@@ -294,6 +324,8 @@ impl Endpoints {
             };
             if wait {
                 tried = 0;
+                not_active = 0;
+                unreachable = 0;
                 let delay = backoff.next_delay();
                 if Instant::now() + delay >= deadline {
                     return Err(gave_up(failure.error, route.target, started));
@@ -406,6 +438,20 @@ fn every_endpoint_failed(error: ClientError, addresses: &[String]) -> ClientErro
     if addresses.len() > 1 {
         error.with_note(&format!(
             "none of the {} servers of the region could be reached: {}",
+            addresses.len(),
+            addresses.join(", ")
+        ))
+    } else {
+        error
+    }
+}
+
+/// The refusal of a region that is not active, after every one of the endpoints at
+/// `addresses` refused the call so or could not be reached.
+fn every_region_refused(error: ClientError, addresses: &[String]) -> ClientError {
+    if addresses.len() > 1 {
+        error.with_note(&format!(
+            "none of the {} servers given accepted the call: each belongs to a region that is not active or could not be reached ({})",
             addresses.len(),
             addresses.join(", ")
         ))

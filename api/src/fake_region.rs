@@ -1,7 +1,8 @@
 //! Unit-test only: a region of fake replicas, each a real tonic server on a loopback port
 //! built on the generated server traits, that answer like `tandem serve` replicas do as far as
 //! leadership goes: the leader serves calls that need the leader, the others refuse them with
-//! `not_leader` naming the leader; reads are served by every replica. Nothing is stored: the
+//! `not_leader` naming the leader; reads are served by every replica. Replicas may be made
+//! those of a region that is not active (`region_not_active`). Nothing is stored: the
 //! handlers return fixed replies and record who was called, so tests can check where the SDK
 //! sent each call.
 
@@ -35,6 +36,9 @@ pub(crate) struct Region {
     leader: Mutex<Option<usize>>,
     /// `leader_starting` refusals the leader still gives.
     pub(crate) starting: AtomicU32,
+    /// Replicas of a region that is not active: they refuse calls that need the leader with
+    /// `region_not_active` naming `eu-west`, whoever leads.
+    pub(crate) not_active: Mutex<Vec<usize>>,
     /// The leader's next StartRun waits past the client's request timeout (its reply is lost).
     pub(crate) hang_next_start: AtomicBool,
     /// Run states each replica's WatchRun sends before its stream ends.
@@ -137,6 +141,20 @@ impl Replica {
     /// Lets a call that needs the leader through on the leader; refuses it elsewhere the way
     /// the contract of `cluster_service.proto` says (literal wire values on purpose).
     fn lead(&self, method: &'static str) -> Result<(), Status> {
+        if lock(&self.region.not_active).contains(&self.index) {
+            self.record(method, "region_not_active");
+            let mut status = Status::failed_precondition(format!(
+                "region of member {} is standby, not active; the active region is eu-west",
+                self.index
+            ));
+            let metadata = status.metadata_mut();
+            metadata.insert(
+                "tandem-error-code",
+                "region_not_active".parse().expect("ASCII"),
+            );
+            metadata.insert("tandem-active-region", "eu-west".parse().expect("ASCII"));
+            return Err(status);
+        }
         let leader = *lock(&self.region.leader);
         if leader == Some(self.index) {
             let starting = self

@@ -3,7 +3,9 @@
 //! Tandem's gRPC API (package `tandem.v1`) and its Rust SDK.
 //!
 //! - [`Client`]: register workflows; start, get, list, cancel, watch and wait for runs; the
-//!   region's replicas and leader ([`Client::cluster_status`]).
+//!   region's replicas and leader ([`Client::cluster_status`]); cross-region disaster
+//!   recovery ([`Client::region_status`], [`Client::promote`], [`Client::demote`],
+//!   [`Client::rejoin`]).
 //! - [`Worker`]: run attempts of tasks declared with `worker: { queue, type }` with async
 //!   handlers: bounded concurrency, automatic heartbeats, graceful shutdown.
 //! - [`ClientError`]: every failure of a call, by gRPC code, with the server's
@@ -21,10 +23,12 @@ mod client;
 mod cluster_status;
 mod config;
 mod connection;
+mod dr_calls;
 mod error;
 mod failover;
 #[cfg(test)]
 mod fake_region;
+mod region_status;
 mod types;
 mod watch;
 pub mod worker;
@@ -33,7 +37,11 @@ pub use backoff::Backoff;
 pub use client::{Client, ListRuns, RegisteredWorkflow, RunPage, StartRun, StartedRun, Submitted};
 pub use cluster_status::{ClusterLeader, ClusterMember, ClusterStatus, MemberRole};
 pub use config::{ClientConfig, parse_endpoints};
-pub use error::{ClientError, ERROR_CODE_KEY, LEADER_ADDRESS_KEY, LEADER_STARTING, NOT_LEADER};
+pub use error::{
+    ACTIVE_REGION_KEY, ClientError, ERROR_CODE_KEY, LEADER_ADDRESS_KEY, LEADER_STARTING,
+    NOT_LEADER, REGION_NOT_ACTIVE,
+};
+pub use region_status::{RegionRole, RegionStatus, TailRange, TailRun};
 pub use types::{Run, RunState, Task, TaskCounts, TaskState};
 pub use worker::{
     CancelReason, Outputs, TaskContext, TaskError, Worker, WorkerBuilder, WorkerConfigError,

@@ -52,6 +52,9 @@ impl From<ClientError> for Failure {
                     "{error}\nno replica of the region accepted the request in time; `tandem cluster status` shows its members and leader"
                 ))
             }
+            ClientError::RegionNotActive { .. } => Failure::system(format!(
+                "{error}\ngive the active region's servers with --server (a list may name several regions' replicas); `tandem dr status` shows the roles"
+            )),
             ClientError::FailedPrecondition { .. }
             | ClientError::Other { .. }
             | ClientError::Protocol { .. } => Failure::system(error),

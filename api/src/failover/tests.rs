@@ -140,6 +140,77 @@ async fn every_server_unreachable_fails_at_once() {
 }
 
 #[tokio::test]
+async fn a_replica_of_a_region_that_is_not_active_is_skipped_like_an_unreachable_one() {
+    // Replica 0 leads a standby region; replica 1 leads the active one.
+    let region = FakeRegion::start(2, Some(1)).await;
+    region.region.not_active.lock().unwrap().push(0);
+    let client =
+        Client::connect_lazy(config(&[region.address(0), region.address(1)])).expect("valid");
+    // Even a start without an idempotency key: the refusal did nothing.
+    let started = client
+        .start_run(StartRun::new("fake"))
+        .await
+        .expect("the active region starts it");
+    assert_eq!(started.run_id, "run-on-1");
+    assert_eq!(
+        region.calls_of("StartRun"),
+        [(0, "region_not_active"), (1, "served")]
+    );
+    assert_eq!(client.endpoint(), region.address(1), "remembered");
+    client
+        .register_workflow("name: fake", "fake.yaml")
+        .await
+        .expect("registered");
+    assert_eq!(region.calls_of("RegisterWorkflow"), [(1, "served")]);
+}
+
+#[tokio::test]
+async fn every_replica_refusing_as_not_active_fails_at_once_naming_the_active_region() {
+    let region = FakeRegion::start(2, Some(0)).await;
+    region.region.not_active.lock().unwrap().extend([0, 1]);
+    let dead = closed_address();
+    let client = Client::connect_lazy(config(&[
+        region.address(0),
+        dead.clone(),
+        region.address(1),
+    ]))
+    .expect("valid");
+    let begun = Instant::now();
+    let error = client
+        .start_run(StartRun::new("fake"))
+        .await
+        .expect_err("no active region among the servers");
+    assert!(
+        begun.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert!(
+        matches!(error, ClientError::RegionNotActive { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.active_region(), Some("eu-west"));
+    assert!(
+        error.to_string().contains("none of the 3 servers given"),
+        "{error}"
+    );
+    // The same when the round ends on the unreachable server.
+    let client =
+        Client::connect_lazy(config(&[region.address(0), region.address(1), dead])).expect("valid");
+    let begun = Instant::now();
+    let error = client
+        .register_workflow("name: fake", "fake.yaml")
+        .await
+        .expect_err("no active region among the servers");
+    assert!(
+        begun.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(error.active_region(), Some("eu-west"), "{error:?}");
+}
+
+#[tokio::test]
 async fn a_starting_leader_is_asked_again() {
     let region = FakeRegion::start(2, Some(1)).await;
     region
