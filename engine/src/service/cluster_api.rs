@@ -79,7 +79,9 @@ fn response(
         })
         .collect();
     let role = match role {
-        ReplicaRole::Leading { .. } | ReplicaRole::Starting { .. } => proto::MemberRole::Leader,
+        ReplicaRole::Leading { .. }
+        | ReplicaRole::Starting { .. }
+        | ReplicaRole::Standby { .. } => proto::MemberRole::Leader,
         ReplicaRole::Following { .. } => proto::MemberRole::Follower,
     };
     proto::GetClusterStatusResponse {

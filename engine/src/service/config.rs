@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::dr::DrConfig;
+
 /// Settings of one region's engine.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -31,12 +33,15 @@ pub struct ServiceConfig {
     pub etcd_endpoints: Vec<String>,
     /// How long `tandem cluster status` and other etcd reads wait for etcd.
     pub etcd_timeout: Duration,
+    /// Cross-region disaster recovery (`[dr]` and `[replication]`); `None`: the region runs
+    /// alone, always active.
+    pub dr: Option<DrConfig>,
 }
 
 impl ServiceConfig {
     /// Settings for `region` listening on `listen` with state in `state_dir`, and defaults
     /// for the rest: parallelism 64, kill grace 10 s, member id `<host>-<pid>`, advertised
-    /// address `http://<listen>`, no leader election, etcd timeout 5 s.
+    /// address `http://<listen>`, no leader election, etcd timeout 5 s, no disaster recovery.
     pub fn new(region: impl Into<String>, listen: SocketAddr, state_dir: PathBuf) -> Self {
         ServiceConfig {
             region: region.into(),
@@ -48,6 +53,7 @@ impl ServiceConfig {
             advertise: format!("http://{listen}"),
             etcd_endpoints: Vec::new(),
             etcd_timeout: Duration::from_secs(5),
+            dr: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::executor::remote::{RemoteError, RemoteErrorKind};
 use crate::leadership::LeaderInfo;
 use crate::runner::RunnerError;
 use crate::store::StoreError;
+use crate::store::replication::RegionRole;
 
 /// Metadata key of the stable error code on every error status.
 pub const ERROR_CODE_KEY: &str = "tandem-error-code";
@@ -17,6 +18,10 @@ pub const ERROR_CODE_KEY: &str = "tandem-error-code";
 /// Metadata key of the leader's address (`http://host:port`) on a `not_leader` status, when
 /// a leader is known: the SDK sends the call there.
 pub const LEADER_ADDRESS_KEY: &str = "tandem-leader-address";
+
+/// Metadata key of the active region's name on a `region_not_active` status: the SDK tries
+/// its next endpoint (a client given several regions' replicas follows a promotion).
+pub const ACTIVE_REGION_KEY: &str = "tandem-active-region";
 
 /// Errors of the region service's handlers.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,59 @@ pub enum ServiceError {
         /// Its leader epoch.
         epoch: u64,
     },
+    /// This replica's region is not active (a standby applying another region's log, or a
+    /// fenced ex-active region): it refuses calls that start runs, register workflows,
+    /// cancel runs or serve workers, naming the active region (also in the
+    /// [`ACTIVE_REGION_KEY`] metadata).
+    #[error(
+        "region {region} is {role}, not active: it does not start, cancel or run workflows; the active region is {active_region}, send the call there"
+    )]
+    RegionNotActive {
+        /// This region.
+        region: String,
+        /// Its role.
+        role: RegionRole,
+        /// The region it knows as active.
+        active_region: String,
+    },
+    /// A standby asked to replicate from this region with a higher region epoch than this
+    /// region's: it was promoted after this region's log forked from it.
+    #[error(
+        "region {region} (region epoch {region_epoch}) cannot ship its log to region {standby_region}, whose region epoch {standby_epoch} is higher: a region was promoted after {region}'s log forked; {region} must learn the new epoch and rejoin as a standby (`tandem dr rejoin`)"
+    )]
+    ReplicationEpoch {
+        /// This region.
+        region: String,
+        /// Its region epoch.
+        region_epoch: u64,
+        /// The standby asking.
+        standby_region: String,
+        /// The standby's region epoch.
+        standby_epoch: u64,
+    },
+    /// A standby asked to resume after a position this region's log does not have: the two
+    /// logs are not the same history.
+    #[error(
+        "region {standby_region} asked region {region} for its log after position {after_position}, but {region}'s latest position is {latest}: the standby holds positions this region never wrote (the logs diverged)"
+    )]
+    StandbyAhead {
+        /// This region.
+        region: String,
+        /// Its latest position.
+        latest: u64,
+        /// The standby asking.
+        standby_region: String,
+        /// The position it asked to resume after.
+        after_position: u64,
+    },
+    /// A disaster-recovery call reached a replica whose region has no `[dr]` settings.
+    #[error(
+        "region {region} is not set up for disaster recovery: start its replicas with a `[dr]` section (see `tandem serve --help`)"
+    )]
+    DrNotConfigured {
+        /// The region.
+        region: String,
+    },
     /// etcd could not be read (cluster status).
     #[error("cannot read the region's members from etcd at {endpoints}: {detail}")]
     EtcdUnavailable {
@@ -144,6 +202,12 @@ impl ServiceError {
             ServiceError::NotLeader { .. } => (Code::Unavailable, "not_leader"),
             ServiceError::LeaderStarting { .. } => (Code::Unavailable, "leader_starting"),
             ServiceError::EtcdUnavailable { .. } => (Code::Unavailable, "etcd_unavailable"),
+            ServiceError::RegionNotActive { .. } => (Code::FailedPrecondition, "region_not_active"),
+            ServiceError::ReplicationEpoch { .. } => {
+                (Code::FailedPrecondition, "replication_epoch")
+            }
+            ServiceError::StandbyAhead { .. } => (Code::FailedPrecondition, "replication_gap"),
+            ServiceError::DrNotConfigured { .. } => (Code::FailedPrecondition, "dr_not_configured"),
         }
     }
 }
@@ -210,6 +274,13 @@ impl From<ServiceError> for Status {
             } => tonic::metadata::MetadataValue::try_from(leader.address.as_str()).ok(),
             _ => None,
         };
+        let active_region = match &error {
+            ServiceError::RegionNotActive { active_region, .. }
+            | ServiceError::Store(StoreError::NotActive { active_region, .. }) => {
+                tonic::metadata::MetadataValue::try_from(active_region.as_str()).ok()
+            }
+            _ => None,
+        };
         if code == Code::Internal || code == Code::DataLoss {
             tracing::error!(%error, "request failed");
         }
@@ -220,6 +291,9 @@ impl From<ServiceError> for Status {
         );
         if let Some(address) = leader_address {
             status.metadata_mut().insert(LEADER_ADDRESS_KEY, address);
+        }
+        if let Some(region) = active_region {
+            status.metadata_mut().insert(ACTIVE_REGION_KEY, region);
         }
         status
     }

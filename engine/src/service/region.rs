@@ -15,6 +15,8 @@ use tokio::sync::watch;
 
 use super::config::ServiceConfig;
 use super::convert;
+use super::dr::Dr;
+use super::dr::sync_gate::SyncGate;
 use super::drivers::Drivers;
 use super::error::ServiceError;
 use super::replica::ReplicaRole;
@@ -27,6 +29,7 @@ use crate::runner::{
 };
 use crate::schedule::TickerHandle;
 use crate::scheduler::{Input, RunState, rebuild};
+use crate::store::replication::{RegionState, ReplicationStore};
 use crate::store::{
     CheckpointStore, CreateOutcome, LeaderFence, Owner, RunStatus, StoreError, StoredWorkflow,
 };
@@ -44,8 +47,10 @@ pub struct ActiveWatch {
 
 pub(super) struct Inner {
     pub(super) config: ServiceConfig,
-    /// The store; its writes carry `fence`.
+    /// The store; its writes carry `fence` (with disaster recovery, through the sync gate).
     pub(super) store: Arc<dyn CheckpointStore>,
+    /// Disaster recovery, when configured.
+    pub(super) dr: Option<Arc<Dr>>,
     pub(super) fence: LeaderFence,
     pub(super) election: Option<Election>,
     pub(super) queues: TaskQueues,
@@ -71,6 +76,11 @@ pub struct RegionParts {
     /// The leader election among the region's replicas; `None` runs a single replica that
     /// leads with epoch 0.
     pub election: Option<Election>,
+    /// The same store as a replication store (the same handle as `store`, e.g. the fenced
+    /// `PostgresStore`), for a region that takes part in disaster recovery: used together
+    /// with [`ServiceConfig::dr`]; when either is `None` the region runs without disaster
+    /// recovery, as a region that is always active.
+    pub replication: Option<Arc<dyn ReplicationStore>>,
 }
 
 /// Most compiled workflows kept by a region (the cache is emptied when it is full).
@@ -131,11 +141,41 @@ pub struct Started {
 
 impl Region {
     /// A replica of a region over `parts`. It does nothing until [`Region::open`].
+    ///
+    /// With [`ServiceConfig::dr`] and [`RegionParts::replication`] both set, the region takes
+    /// part in disaster recovery ([`super::dr`]): its writes go through the sync gate, and it
+    /// leads only while its region is active. With only one of them set it runs without, and
+    /// says so at WARN.
     pub fn new(config: ServiceConfig, parts: RegionParts) -> Self {
+        let dr = match (&config.dr, parts.replication) {
+            (Some(dr), Some(store)) => Some(Arc::new(Dr::new(
+                dr.clone(),
+                store,
+                super::replica::placeholder(&config.region),
+            ))),
+            (None, None) => None,
+            (Some(_), None) => {
+                tracing::warn!(region = %config.region, "disaster recovery is configured but the store given is not a replication store: running without it");
+                None
+            }
+            (None, Some(_)) => {
+                tracing::warn!(region = %config.region, "a replication store was given without disaster-recovery settings: running without disaster recovery");
+                None
+            }
+        };
+        let store = match &dr {
+            Some(dr) => Arc::new(SyncGate::new(
+                parts.store,
+                dr.progress.clone(),
+                dr.config.replication.clone(),
+            )) as Arc<dyn CheckpointStore>,
+            None => parts.store,
+        };
         Region {
             inner: Arc::new(Inner {
                 config,
-                store: parts.store,
+                store,
+                dr,
                 fence: parts.fence,
                 election: parts.election,
                 queues: parts.queues,
@@ -177,6 +217,17 @@ impl Region {
     /// The store.
     pub fn store(&self) -> &Arc<dyn CheckpointStore> {
         &self.inner.store
+    }
+
+    /// The disaster-recovery side, when the region takes part in it.
+    pub(crate) fn dr(&self) -> Option<&Arc<Dr>> {
+        self.inner.dr.as_ref()
+    }
+
+    /// With disaster recovery: the region's state as this replica last read it (every
+    /// 250 ms, and at once after its own changes). `None` without disaster recovery.
+    pub fn region_state(&self) -> Option<RegionState> {
+        self.dr().map(|dr| dr.watch.get())
     }
 
     /// Number of runs this process drives now.

@@ -54,7 +54,7 @@ impl ScheduleTarget for ScheduledStarts {
                 Ok(CreateOutcome::Created(epoch))
             }
             Ok(existing) => Ok(existing),
-            Err(error @ StoreError::Superseded { .. }) => {
+            Err(error @ (StoreError::Superseded { .. } | StoreError::NotActive { .. })) => {
                 region.superseded(self.term, &error);
                 Err(ScheduleError::Store(error))
             }

@@ -1,17 +1,21 @@
 //! The gRPC server of a region replica: `tandem.v1.WorkflowService`,
-//! `tandem.v1.WorkerService`, `tandem.v1.ClusterService`, the
+//! `tandem.v1.WorkerService`, `tandem.v1.ClusterService`, with disaster recovery
+//! `tandem.v1.ReplicationService` and `tandem.v1.DrService`, the
 //! standard `grpc.health.v1.Health` service and server reflection (v1 and v1alpha), so stock
 //! tools (grpcurl, grpc_health_probe) work against it.
 
 use std::future::Future;
 
 use tandem_api::proto::cluster_service_server::ClusterServiceServer;
+use tandem_api::proto::dr_service_server::DrServiceServer;
+use tandem_api::proto::replication_service_server::ReplicationServiceServer;
 use tandem_api::proto::worker_service_server::WorkerServiceServer;
 use tandem_api::proto::workflow_service_server::WorkflowServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use super::cluster_api::ClusterApi;
+use super::dr::{DrApi, ReplicationApi};
 use super::limits::MAX_MESSAGE_BYTES;
 use super::region::Region;
 use super::worker_api::WorkerApi;
@@ -61,6 +65,21 @@ pub async fn serve(
     let workers = WorkerServiceServer::new(WorkerApi::new(region.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let cluster = ClusterServiceServer::new(ClusterApi::new(region.clone()));
+    let (replication, dr) = match region.dr() {
+        Some(_) => {
+            health
+                .set_serving::<ReplicationServiceServer<ReplicationApi>>()
+                .await;
+            health.set_serving::<DrServiceServer<DrApi>>().await;
+            (
+                Some(ReplicationServiceServer::new(ReplicationApi::new(
+                    region.clone(),
+                ))),
+                Some(DrServiceServer::new(DrApi::new(region.clone()))),
+            )
+        }
+        None => (None, None),
+    };
     let name = region.name().to_string();
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -69,6 +88,8 @@ pub async fn serve(
         .add_service(workflows)
         .add_service(workers)
         .add_service(cluster)
+        .add_optional_service(replication)
+        .add_optional_service(dr)
         .serve_with_incoming_shutdown(
             // Small replies (a watch update, a lease) must not wait for Nagle's algorithm.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -30,6 +30,7 @@ fn region(store: &SqliteStore, state: &std::path::Path) -> Region {
             fence,
             queues: TaskQueues::new(RemoteConfig::default()),
             election: None,
+            replication: None,
         },
     )
 }
