@@ -143,7 +143,12 @@ pub(in crate::store::postgres) async fn promote(
 }
 
 /// See [`crate::store::replication::ReplicationStore::demote`]. Locks the head first, so a
-/// fenced write waiting for it re-checks the new role and is refused.
+/// fenced write waiting for it re-checks the new role and is refused. A demotion to a
+/// standby asks for every workflow registration again (`applied_registration` 0: the
+/// numbers are the new active region's; those present are skipped).
+///
+/// Errors: [`StoreError::InvalidAppend`] for an empty `new_active` or this store's own
+/// region, a number above `i64::MAX`.
 pub(in crate::store::postgres) async fn demote(
     context: &Context,
     client: &mut deadpool_postgres::Client,
