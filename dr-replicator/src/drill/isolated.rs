@@ -8,7 +8,12 @@
 //! 2. start-copy: one `tandem serve` on the copy, on its own free port, without leader
 //!    election, with `[dr] role = "standby"` and no peers: it never contacts production (no
 //!    `TANDEM_*` setting of the drill's environment is passed on). Its role comes from the
-//!    copied store: a standby of the active region.
+//!    copied store: a standby of the active region. The copy's leader fence
+//!    (`log_head.leader_epoch`, which replica of the standby region may write, an etcd
+//!    revision of that region) is reset to 0 first, in the copy only: the copy is a new
+//!    one-replica region without etcd, and a server without leader election refuses a
+//!    database that has seen a leader epoch. The region's role, region epoch, applied
+//!    position and log are left as copied.
 //! 3. promote-copy: the non-terminal runs of the copy are read, then the copy is promoted
 //!    through `DrService.Promote`.
 //! 4. verify-copy: each copied non-terminal run must complete with no task that had
@@ -55,6 +60,8 @@ pub struct IsolatedReport {
     pub copy_postgres_port: u16,
     /// The copy's `tandem serve` address.
     pub copy_endpoint: Option<String>,
+    /// The copied leader fence (`log_head.leader_epoch`) that was reset to 0 in the copy.
+    pub copied_leader_epoch: Option<u64>,
     /// The standby's status right before the copy.
     pub standby_at_copy: Option<RegionStatus>,
     /// Its lag then.
@@ -95,6 +102,7 @@ pub(super) async fn run(
         copy_dir: String::new(),
         copy_postgres_port: 0,
         copy_endpoint: None,
+        copied_leader_epoch: None,
         standby_at_copy: None,
         lag_at_copy: None,
         promoted: None,
@@ -160,6 +168,14 @@ async fn steps(
         report.skip(&later);
         return;
     }
+    match copy.reset_leader_fence(options.timeout).await {
+        Ok(epoch) => isolated.copied_leader_epoch = Some(epoch),
+        Err(error) => {
+            report.push(timer.finish(Outcome::Failed, error));
+            report.skip(&later);
+            return;
+        }
+    }
     let lag = isolated.lag_at_copy;
     report.rpo = Some(Rpo {
         lost_checkpoints: lag.map(|lag| lag.positions),
@@ -176,15 +192,17 @@ async fn steps(
             .as_ref()
             .and_then(|status| status.applied_recorded_at_ms),
         last_lost_at_ms: None,
+        first_split_brain_at_ms: None,
         millis: lag.and_then(|lag| lag.millis),
         method: Some(RpoMethod::ReplicationLag),
     });
     report.push(timer.finish(
         Outcome::Passed,
         format!(
-            "{}'s database copied into a temporary cluster on port {}{}",
+            "{}'s database copied into a temporary cluster on port {} (its leader fence {} reset to 0 in the copy){}",
             preflight.standby,
             copy.port,
+            isolated.copied_leader_epoch.unwrap_or(0),
             lag.map_or(String::new(), |lag| format!(
                 "; the standby lagged {} positions{}",
                 lag.positions,
@@ -564,6 +582,45 @@ impl Copy {
             ));
         }
         Ok(())
+    }
+
+    /// Resets the copy's leader fence to 0 (see the module docs); returns the copied value.
+    async fn reset_leader_fence(&self, timeout: Duration) -> Result<u64, String> {
+        let port = self.port.to_string();
+        let psql = |sql: &'static str| {
+            let pg_bin = &self.pg_bin;
+            let port = &port;
+            async move {
+                command::run(
+                    &strings(&[
+                        &pg_bin.join("psql").display().to_string(),
+                        "-X",
+                        "-q",
+                        "-tA",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        port,
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "tandem",
+                        "-c",
+                        sql,
+                    ]),
+                    timeout,
+                )
+                .await
+            }
+        };
+        let copied = psql("SELECT leader_epoch FROM log_head").await?;
+        let copied: u64 = copied.trim().parse().map_err(|_| {
+            format!("the copy's log_head.leader_epoch: expected a number, found `{copied}`")
+        })?;
+        psql("UPDATE log_head SET leader_epoch = 0").await?;
+        Ok(copied)
     }
 
     /// Starts `tandem serve` on the copy as region `region` (a standby of `active`) on a

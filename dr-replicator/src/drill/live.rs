@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tandem_api::Client;
-use tandem_engine::checkpoint::LogPosition;
+use tandem_engine::checkpoint::{LogPosition, now_millis};
 
 use super::canary::{self, CanaryRun};
 use super::fault::{self, Fault, FaultReport};
@@ -196,6 +196,7 @@ pub(super) async fn run(
 
     // 6. measure
     let timer = StepTimer::start(Step::Measure);
+    let restore_started_at_ms = now_millis();
     if let Err(error) = fault::restore(fault, &local, options.timeout).await {
         report.push(timer.finish(
             Outcome::Failed,
@@ -252,7 +253,30 @@ pub(super) async fn run(
             .as_ref()
             .and_then(|status| status.applied_recorded_at_ms),
     });
-    report.push(timer.finish(Outcome::Passed, measure_detail(old, &learned, &rpo)));
+    let detail = measure_detail(old, &learned, &rpo);
+    let written_after = rpo.split_brain_checkpoints.unwrap_or(0);
+    let step = match fault {
+        // A killed region writes nothing until it is started again: whatever it wrote after
+        // the fault, it wrote after its restart, before it learned of the promotion.
+        Fault::KillRegion if written_after > 0 => timer.finish(
+            Outcome::Failed,
+            format!(
+                "{detail}; {old} wrote {written_after} checkpoint(s) after it was started again{}, before it learned that {new} was promoted: a region that comes back must learn of the promotion before it takes over (they stay in its fenced tail, accepted nowhere)",
+                rpo.first_split_brain_at_ms.map_or(String::new(), |at| format!(
+                    " (the first {} ms after `start` began)",
+                    at - restore_started_at_ms
+                ))
+            ),
+        ),
+        Fault::Partition if written_after > 0 => {
+            report.notes.push(format!(
+                "{old} kept running while cut off and wrote {written_after} checkpoint(s) after the partition, until it learned of the promotion: they stay in its fenced tail, accepted nowhere"
+            ));
+            timer.finish(Outcome::Passed, detail)
+        }
+        _ => timer.finish(Outcome::Passed, detail),
+    };
+    report.push(step);
     report.rpo = Some(rpo);
 
     // 7. failback

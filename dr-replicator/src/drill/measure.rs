@@ -158,6 +158,8 @@ pub struct Rpo {
     pub last_replicated_at_ms: Option<UnixMillis>,
     /// Commit time of the last lost checkpoint.
     pub last_lost_at_ms: Option<UnixMillis>,
+    /// Commit time of the first tail checkpoint written after the end of the fault.
+    pub first_split_brain_at_ms: Option<UnixMillis>,
     /// History lost, ms; `None`: not measured.
     pub millis: Option<u64>,
     /// How `millis` was measured.
@@ -218,6 +220,7 @@ pub fn rpo(input: RpoInput<'_>) -> Rpo {
             .and_then(|fork| input.log_times.and_then(|times| times.at(fork)))
             .or(input.standby_applied_recorded_at_ms),
         last_lost_at_ms: None,
+        first_split_brain_at_ms: None,
         millis: Some(0),
         method: Some(RpoMethod::NoTail),
     };
@@ -226,10 +229,9 @@ pub fn rpo(input: RpoInput<'_>) -> Rpo {
     };
     let tail_checkpoints = tail.to - tail.from + 1;
     if let Some(times) = input.log_times.filter(|times| times.covers(tail)) {
-        let lost: Vec<UnixMillis> = (tail.from..=tail.to)
+        let (lost, later): (Vec<UnixMillis>, Vec<UnixMillis>) = (tail.from..=tail.to)
             .filter_map(|position| times.at(position))
-            .filter(|&at| at <= input.fault_done_at_ms)
-            .collect();
+            .partition(|&at| at <= input.fault_done_at_ms);
         let lost_count = lost.len() as u64;
         let last_lost = lost.iter().copied().max();
         let first_lost = lost.iter().copied().min();
@@ -245,6 +247,7 @@ pub fn rpo(input: RpoInput<'_>) -> Rpo {
             tail_checkpoints,
             split_brain_checkpoints: Some(tail_checkpoints - lost_count),
             last_lost_at_ms: last_lost,
+            first_split_brain_at_ms: later.iter().copied().min(),
             millis,
             method: Some(RpoMethod::TailCheckpointTimes),
             ..base
@@ -483,6 +486,7 @@ mod tests {
         assert_eq!(measured.split_brain_checkpoints, Some(2));
         assert_eq!(measured.last_replicated_at_ms, Some(9_300));
         assert_eq!(measured.last_lost_at_ms, Some(10_000));
+        assert_eq!(measured.first_split_brain_at_ms, Some(12_000));
         assert_eq!(measured.millis, Some(700));
         assert_eq!(measured.method, Some(RpoMethod::TailCheckpointTimes));
     }

@@ -522,6 +522,7 @@ mod tests {
             fork_position: Some(10),
             last_replicated_at_ms: Some(1_000),
             last_lost_at_ms: Some(1_400),
+            first_split_brain_at_ms: None,
             millis,
             method: Some(RpoMethod::TailCheckpointTimes),
         }
