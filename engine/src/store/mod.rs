@@ -288,24 +288,10 @@ pub enum StoreError {
         location: String,
     },
     /// A replication call needs a standby store (or, for `apply`, a standby of the batch's
-    /// source region) and found another role.
-    #[error(
-        "{action} refused: region {region} of store {location} is {role} (active region {active_region}), expected {expected}"
-    )]
-    NotStandby {
-        /// What was asked (`applying a batch from eu-west`, `promotion`, `rejoin`).
-        action: String,
-        /// This store's region.
-        region: String,
-        /// Its role.
-        role: String,
-        /// The region it knows as active.
-        active_region: String,
-        /// What the call needs.
-        expected: String,
-        /// The store.
-        location: String,
-    },
+    /// source region) and found another role. Boxed: the refusal's six texts would make every
+    /// `Result<_, StoreError>` large.
+    #[error("{0}")]
+    NotStandby(Box<RoleRefusal>),
     /// A replicated batch does not continue the applied log: its first new position is not
     /// the applied position + 1, or its positions are not consecutive. Nothing was written.
     #[error(
@@ -357,6 +343,26 @@ pub enum StoreError {
         /// The backend's error.
         detail: String,
     },
+}
+
+/// What [`StoreError::NotStandby`] says: a DR call refused by a store in the wrong role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{action} refused: region {region} of store {location} is {role} (active region {active_region}), expected {expected}"
+)]
+pub struct RoleRefusal {
+    /// What was asked (`applying a batch from eu-west`, `promotion`, `rejoin`).
+    pub action: String,
+    /// This store's region.
+    pub region: String,
+    /// Its role.
+    pub role: String,
+    /// The region it knows as active.
+    pub active_region: String,
+    /// What the call needs.
+    pub expected: String,
+    /// The store.
+    pub location: String,
 }
 
 /// The detail of the [`StoreError::InvalidAppend`] for a (name, version) registered before

@@ -36,8 +36,8 @@ use super::read::column;
 use super::retry::Failure;
 use super::write::position_from;
 use crate::checkpoint::LogPosition;
-use crate::store::StoreError;
 use crate::store::replication::{RegionState, TailRange};
+use crate::store::{RoleRefusal, StoreError};
 
 pub(super) use apply::apply_replicated;
 pub(super) use batch::PreparedBatch;
@@ -160,14 +160,14 @@ pub(super) fn not_standby(
     state: &RegionState,
     expected: &str,
 ) -> StoreError {
-    StoreError::NotStandby {
+    StoreError::NotStandby(Box::new(RoleRefusal {
         action: action.to_string(),
         region: state.region.clone(),
         role: state.role.to_string(),
         active_region: state.active_region.clone(),
         expected: expected.to_string(),
         location: context.location.clone(),
-    }
+    }))
 }
 
 /// The refusal of `action` carrying region epoch `given` by a store in `state`, which needs

@@ -8,7 +8,7 @@ use super::{
 use crate::checkpoint::{RunEnd, now_millis};
 use crate::store::replication::{RegionRole, ReplicatedBatch, ReplicationStore};
 use crate::store::suite::{batch, new_run, read_all, started};
-use crate::store::{CheckpointStore, RunStatus, StoreError};
+use crate::store::{CheckpointStore, RoleRefusal, RunStatus, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_holds_the_active_log_position_for_position() {
@@ -150,12 +150,13 @@ async fn apply_needs_a_standby_of_the_batch_source() {
     workload(&active, 1).await;
     let everything = batch_from(&active, (0, 0), 1000).await;
     let refused = |result, what: &str, role: RegionRole| match result {
-        Err(StoreError::NotStandby {
-            role: found,
-            expected,
-            action,
-            ..
-        }) => {
+        Err(StoreError::NotStandby(refusal)) => {
+            let RoleRefusal {
+                role: found,
+                expected,
+                action,
+                ..
+            } = *refusal;
             assert_eq!(found, role.as_str(), "{what}");
             assert!(
                 action.contains(ACTIVE) || action.contains("elsewhere"),

@@ -4,7 +4,7 @@ use super::{ACTIVE, STANDBY, named, pair, rows, ship, workload};
 use crate::checkpoint::Epoch;
 use crate::store::replication::{RegionRole, ReplicationStore, TailRange};
 use crate::store::suite::{batch, new_run, owner, read_all, started};
-use crate::store::{CheckpointStore, LeaderFence, StoreError};
+use crate::store::{CheckpointStore, LeaderFence, RoleRefusal, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_standby_outranks_every_replicated_epoch() {
@@ -68,7 +68,8 @@ async fn a_promoted_standby_outranks_every_replicated_epoch() {
     );
     assert_eq!(state.promoted_at_position, Some(latest));
     match standby.promote(2).await {
-        Err(StoreError::NotStandby { role, action, .. }) => {
+        Err(StoreError::NotStandby(refusal)) => {
+            let RoleRefusal { role, action, .. } = *refusal;
             assert_eq!((role.as_str(), action.as_str()), ("active", "promotion"))
         }
         other => panic!("expected NotStandby, found {other:?}"),

@@ -5,7 +5,7 @@ use super::{STANDBY, assert_same_log, finished, pair, rows, ship, workflow, work
 use crate::checkpoint::{RunEnd, RunId};
 use crate::store::replication::{RegionRole, ReplicationStore, TailRange};
 use crate::store::suite::{batch, created_event, owner, started};
-use crate::store::{CheckpointStore, CreateOutcome, RunStatus, StoreError};
+use crate::store::{CheckpointStore, CreateOutcome, RoleRefusal, RunStatus, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejoin_archives_the_tail_and_the_log_continues_from_the_fork() {
@@ -101,7 +101,8 @@ async fn rejoin_archives_the_tail_and_the_log_continues_from_the_fork() {
         ]
     );
     match new.rejoin().await {
-        Err(StoreError::NotStandby { role, action, .. }) => {
+        Err(StoreError::NotStandby(refusal)) => {
+            let RoleRefusal { role, action, .. } = *refusal;
             assert_eq!((role.as_str(), action.as_str()), ("active", "rejoin"))
         }
         other => panic!("expected NotStandby for an active store, found {other:?}"),
