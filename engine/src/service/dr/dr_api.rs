@@ -12,8 +12,8 @@ use crate::service::error::ServiceError;
 use crate::service::limits::{self, invalid};
 use crate::service::region::Region;
 use crate::service::replica::ReplicaRole;
-use crate::store::StoreError;
 use crate::store::replication::{RegionRole, RegionState};
+use crate::store::{RoleRefusal, StoreError};
 
 /// The handlers of `DrService` over a [`Region`].
 #[derive(Clone)]
@@ -192,7 +192,7 @@ impl DrService for DrApi {
             dr.watch.publish(demoted.clone());
             dr.report_tail(&demoted).await;
         } else if state.role != RegionRole::Active && state.active_region != request.active_region {
-            return Err(ServiceError::Store(StoreError::NotStandby {
+            return Err(ServiceError::Store(StoreError::NotStandby(Box::new(RoleRefusal {
                 action: format!("rejoining region {}", request.active_region),
                 region: state.region,
                 role: state.role.as_str().to_string(),
@@ -202,7 +202,7 @@ impl DrService for DrApi {
                     request.active_region, state.region_epoch
                 ),
                 location: dr.store.location(),
-            })
+            })))
             .into());
         }
         let rejoined = dr.store.rejoin().await.map_err(ServiceError::from)?;
