@@ -171,6 +171,7 @@ write_topology() {
             for command in start partition heal; do
                 echo "$command = [$region_sh, \"$command\", \"$name\", \"--run-dir\", $(toml_string "$RUN_DIR")]"
             done
+            echo "postgres_url = $(toml_string "postgres://postgres@127.0.0.1:$(port_postgres "$r")/tandem")"
         done
     } >"$file.tmp"
     mv -f "$file.tmp" "$file"
@@ -187,6 +188,8 @@ for r in "${!REGIONS[@]}"; do
     start_region "$r"
 done
 write_topology
+# Up: whatever happens from here on (a closed stdout) leaves the deployment running.
+started=false
 
 active="${REGIONS[0]}"
 cat <<EOF

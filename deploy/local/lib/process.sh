@@ -2,21 +2,23 @@
 # deploy/local: the processes of a region: their command lines, pid files, starting them
 # detached, telling whether they run, stopping them, and sweeping what they leave.
 #
-# Processes of a region, in start order: etcd, postgres, serve-<i>, replicate, forward-in-<i>,
-# forward-out-<region>-<i>.
+# Processes of a region, in start order: etcd, postgres, forward-in-<i>,
+# forward-out-<region>-<i>, serve-<i>, replicate. The network comes before the servers, as in
+# a real region: a region that comes back reaches its peers from its first moment, so its
+# leader learns of a promotion elsewhere before it takes over (the check before takeover).
 
 # Prints region index $1's process names, one a line, in start order.
 process_names() {
     local r="$1" s i
     echo etcd
     echo postgres
-    for ((i = 1; i <= REPLICAS; i++)); do echo "serve-$i"; done
-    echo replicate
     for ((i = 1; i <= REPLICAS; i++)); do echo "forward-in-$i"; done
     for s in "${!REGIONS[@]}"; do
         ((s == r)) && continue
         for ((i = 1; i <= REPLICAS; i++)); do echo "forward-out-${REGIONS[$s]}-$i"; done
     done
+    for ((i = 1; i <= REPLICAS; i++)); do echo "serve-$i"; done
+    echo replicate
 }
 
 # Prints region index $1's forwarder names (the processes partition stops).
@@ -98,7 +100,7 @@ process_alive() {
     pid="$(recorded_pid "${REGIONS[$r]}" "$process")"
     [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
     process_command "$r" "$process"
-    mapfile -d '' -t actual <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    mapfile -d '' -t actual 2>/dev/null <"/proc/$pid/cmdline" || return 1
     local count=$((${#ARGV[@]} - 1)) start
     start=$((${#actual[@]} - count))
     ((start >= 1)) || return 1

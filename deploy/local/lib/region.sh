@@ -63,6 +63,15 @@ wait_process_ready() {
     esac
 }
 
+# Waits up to 60 s until region index $1 has a leader.
+wait_leader() {
+    local r="$1" deadline=$((SECONDS + 60))
+    until has_leader "$(listen_urls "$r")"; do
+        ((SECONDS < deadline)) || die "${REGIONS[$r]}: no leader elected 60 s after every replica answered (see $(region_dir "${REGIONS[$r]}")/logs)"
+        sleep 0.2
+    done
+}
+
 # Creates the database `tandem` on region index $1's PostgreSQL unless it exists.
 ensure_database() {
     local r="$1" port exists
@@ -101,18 +110,13 @@ start_region() {
         if [[ "$process" == forward-* ]] && $partitioned; then
             continue
         fi
-        if [[ "$process" == replicate ]]; then
-            # Every serve answers: wait for the region's election before going on.
-            local deadline=$((SECONDS + 60))
-            until has_leader "$(listen_urls "$r")"; do
-                ((SECONDS < deadline)) || die "$name: no leader elected 60 s after every replica answered (see $(region_dir "$name")/logs)"
-                sleep 0.2
-            done
-        fi
         start_process "$r" "$process"
         wait_process_ready "$r" "$process"
         if [[ "$process" == postgres ]]; then
             ensure_database "$r"
+        elif [[ "$process" == "serve-$REPLICAS" ]]; then
+            # Every serve answers: wait for the region's election.
+            wait_leader "$r"
         fi
     done < <(process_names "$r")
     if $partitioned; then
@@ -122,15 +126,16 @@ start_region() {
     fi
 }
 
-# Stops every process of region index $1: forwarders, replicator and serves with SIGTERM
-# (serves at once, so leadership is not handed from one to the next), then PostgreSQL with
-# SIGINT (fast shutdown), then etcd with SIGTERM; SIGKILL for any left after STOP_GRACE.
+# Stops every process of region index $1, the reverse of the start order: the replicator and
+# the serves with SIGTERM (the serves at once, so leadership is not handed from one to the
+# next), the forwarders, PostgreSQL with SIGINT (fast shutdown), etcd; SIGKILL for any left
+# after STOP_GRACE.
 stop_region() {
-    local r="$1" processes=() serves=()
-    mapfile -t processes < <(process_names "$r" | grep -e '^forward-' -e '^replicate$')
+    local r="$1" processes=()
+    mapfile -t processes < <(process_names "$r" | grep -e '^serve-' -e '^replicate$')
     stop_processes "$r" "${processes[@]}"
-    mapfile -t serves < <(process_names "$r" | grep '^serve-')
-    stop_processes "$r" "${serves[@]}"
+    mapfile -t processes < <(forwarder_names "$r")
+    stop_processes "$r" "${processes[@]}"
     SIGNAL=INT stop_processes "$r" postgres
     stop_processes "$r" etcd
     # Anything left that writes into the region's dir (none, normally).
