@@ -3,6 +3,7 @@
 mod bench;
 mod cancel;
 mod cluster;
+mod dr;
 mod graph;
 mod logs;
 mod progress;
@@ -102,6 +103,9 @@ enum Command {
     Schema,
     /// Run the engine of a region as a gRPC server over PostgreSQL (see `region.toml` in the README).
     Serve(serve_config::ServeArgs),
+    /// Cross-region disaster recovery: status, promote, rejoin, switchover over the regions
+    /// of a DR topology file.
+    Dr(dr::DrArgs),
     /// Measure scheduler throughput and memory on standard workloads.
     Bench(bench::BenchArgs),
     /// Internal (`tandem bench`): an SDK worker whose handler returns at once; stops when
@@ -204,6 +208,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::graph(args),
         Command::Schema => graph::schema(),
         Command::Serve(args) => serve::serve(state_dir.root(), args),
+        Command::Dr(args) => dr::dr(args),
         Command::Bench(args) => bench::bench(args),
         Command::BenchWorker(args) => bench::worker::bench_worker(cli.server.as_deref(), args),
     };
