@@ -10,6 +10,7 @@ use tandem_engine::service::{
     Opened, Region, RegionParts, ServiceConfig, ServiceError, serve as serve_api,
 };
 use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+use tandem_engine::store::replication::{RegionRole, ReplicationStore};
 use tandem_engine::store::{LeaderFence, StoreError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,6 +24,10 @@ use super::{Failure, exit, runtime, telemetry};
 /// the region's leader election and takes over the runs when elected. On SIGINT/SIGTERM it
 /// gives up leadership first (another replica takes over at once); unfinished runs stay in
 /// the store and their shell attempts die with the process.
+///
+/// With `[dr]` it first names the database's region (`init_region`: the configured role is
+/// recorded at first start; later the database's role wins), then serves the replication
+/// stream and the DR calls too, and leads only while its region is active.
 pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
     let settings = settings(args, state_dir)?;
     let runtime = runtime()?;
@@ -47,7 +52,21 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
             .await
             .map_err(Failure::from)?;
         let fence = LeaderFence::new(0);
-        let store = store.fenced(fence.clone());
+        let store = Arc::new(store.fenced(fence.clone()));
+        if let Some(dr) = &settings.dr {
+            let state = store
+                .init_region(&settings.region, dr.role, &dr.active_region)
+                .await
+                .map_err(|error| {
+                    Failure::system(format!(
+                        "cannot record region {} in the database at {}: {error}",
+                        settings.region, settings.postgres_url
+                    ))
+                })?;
+            if state.role != dr.role {
+                tracing::info!(region = %state.region, configured = %dr.role, recorded = %state.role, active_region = %state.active_region, region_epoch = state.region_epoch, "the database's region role wins over `dr.role` (it changed since the first start)");
+            }
+        }
         let listener = TcpListener::bind(settings.listen).await.map_err(|error| {
             Failure::system(format!("cannot listen on {}: {error}", settings.listen))
         })?;
@@ -69,6 +88,7 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         config.advertise = advertise.clone();
         config.etcd_endpoints = settings.etcd_endpoints.clone();
         config.etcd_timeout = settings.etcd_connect_timeout;
+        config.dr = settings.dr.clone();
         let election = (!settings.etcd_endpoints.is_empty()).then(|| {
             let mut election = ElectionConfig::new(
                 settings.etcd_endpoints.clone(),
@@ -83,10 +103,14 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         let region = Region::new(
             config,
             RegionParts {
-                store: Arc::new(store),
+                store: store.clone(),
                 fence,
                 queues: TaskQueues::new(RemoteConfig::default()),
                 election,
+                replication: settings
+                    .dr
+                    .is_some()
+                    .then(|| store.clone() as Arc<dyn ReplicationStore>),
             },
         );
         let opened = region.open().await.map_err(|error| match error {
@@ -106,6 +130,17 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
                 settings.member_id,
                 settings.etcd_endpoints.join(",")
             ),
+            Opened::Standby { .. } => "no run resumed".to_string(),
+        };
+        let how = match region.region_state() {
+            Some(state) if state.role == RegionRole::Active => {
+                format!("{how}; active region, region epoch {}", state.region_epoch)
+            }
+            Some(state) => format!(
+                "{how}; {} region following {}, region epoch {}",
+                state.role, state.active_region, state.region_epoch
+            ),
+            None => how,
         };
         tracing::info!(region = %settings.region, %address, member = %settings.member_id, "serving");
         println!(

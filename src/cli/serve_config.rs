@@ -27,6 +27,17 @@
 //! endpoints = ["http://127.0.0.1:2379"]
 //! lease_ttl = "5s"                  # whole seconds, at least 2s
 //! connect_timeout = "5s"
+//!
+//! [dr]                              # cross-region disaster recovery; without it the region
+//!                                   # runs alone, always active
+//! role = "active"                   # recorded at first start: active | standby
+//! active_region = "eu-west"         # a standby's active region at first start
+//! peers = { us-east = "http://127.0.0.1:7301,http://127.0.0.1:7302" }   # the other regions
+//! peer_check_interval = "1s"        # how often the active leader asks its peers
+//!
+//! [replication]                     # needs [dr]
+//! mode = "async"                    # async | sync (a write waits for the standby)
+//! sync_timeout = "2s"               # sync: longest wait before degrading to async
 //! ```
 
 use std::net::SocketAddr;
@@ -37,6 +48,10 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::{Failure, parse_duration_arg};
+
+mod dr;
+
+pub use dr::DrArgs;
 
 /// The file's shape. Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +70,9 @@ struct FileConfig {
     cluster: ClusterSection,
     #[serde(default)]
     etcd: EtcdSection,
+    /// Present: disaster recovery is on.
+    dr: Option<dr::DrSection>,
+    replication: Option<dr::ReplicationSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +159,9 @@ pub struct ServeArgs {
     /// within about this time; too short risks false failovers (see the README).
     #[arg(long, env = "TANDEM_LEASE_TTL", value_name = "DURATION", value_parser = parse_duration_arg)]
     pub lease_ttl: Option<Duration>,
+    /// Cross-region disaster recovery (`[dr]`, `[replication]`).
+    #[command(flatten)]
+    pub dr: DrArgs,
 }
 
 /// The merged settings of `tandem serve`.
@@ -178,6 +199,8 @@ pub struct ServeSettings {
     pub lease_ttl: Duration,
     /// How long an etcd connection attempt waits.
     pub etcd_connect_timeout: Duration,
+    /// Cross-region disaster recovery; `None`: off.
+    pub dr: Option<tandem_engine::service::DrConfig>,
 }
 
 /// Default TTL of the leader's lease.
@@ -281,7 +304,13 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
             "{origin}: `cluster.member_id`: expected 1 to 128 characters without `/`, found `{member_id}`"
         )));
     }
+    let region = args
+        .region
+        .or(file.region)
+        .unwrap_or_else(|| "local".to_string());
+    let dr = dr::dr_settings(&origin, &region, args.dr, file.dr, file.replication)?;
     Ok(ServeSettings {
+        dr,
         member_id,
         advertise: args.advertise.or(file.cluster.advertise),
         etcd_endpoints,
@@ -290,10 +319,7 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
             .etcd
             .connect_timeout
             .map_or(Duration::from_secs(5), |timeout| timeout.0),
-        region: args
-            .region
-            .or(file.region)
-            .unwrap_or_else(|| "local".to_string()),
+        region,
         listen,
         state_dir,
         postgres_url,
@@ -334,6 +360,7 @@ mod tests {
             advertise: None,
             etcd_endpoints: None,
             lease_ttl: None,
+            dr: DrArgs::default(),
         }
     }
 
@@ -370,6 +397,119 @@ mod tests {
         );
         assert_eq!(merged.lease_ttl, Duration::from_secs(5));
         assert_eq!(merged.member_id, "eu-west-1");
+        assert_eq!(merged.dr, None, "the DR sections are commented out");
+    }
+
+    #[test]
+    fn the_commented_out_examples_in_deploy_are_valid_too() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/region.toml"),
+        )
+        .unwrap();
+        // Uncomment every commented-out key and section.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(key, _)| !key.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let merged = settings(args(Some(path)), Path::new(".")).unwrap();
+        let dr = merged.dr.expect("the [dr] example");
+        assert_eq!(dr.active_region, "eu-west");
+        assert_eq!(
+            dr.peers["us-east"],
+            vec!["http://127.0.0.1:7301", "http://127.0.0.1:7302"]
+        );
+        assert_eq!(dr.replication.sync_timeout, Duration::from_secs(2));
+        assert!(merged.otlp_endpoint.is_some());
+    }
+
+    #[test]
+    fn dr_and_replication_sections_are_read_with_their_places() {
+        use tandem_engine::service::ReplicationMode;
+        use tandem_engine::store::replication::RegionRole;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("region.toml");
+        std::fs::write(
+            &path,
+            "region = \"us-east\"\n[postgres]\nurl = \"x\"\n[dr]\nrole = \"standby\"\nactive_region = \"eu-west\"\npeers = { eu-west = \"http://127.0.0.1:7101,127.0.0.1:7102\", ap-south = [\"http://h:1\"] }\npeer_check_interval = \"500ms\"\n[replication]\nmode = \"sync\"\nsync_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        let dr = settings(args(Some(path.clone())), Path::new("."))
+            .unwrap()
+            .dr
+            .expect("dr on");
+        assert_eq!(dr.role, RegionRole::Standby);
+        assert_eq!(dr.active_region, "eu-west");
+        assert_eq!(
+            dr.peers["eu-west"],
+            vec!["http://127.0.0.1:7101", "http://127.0.0.1:7102"]
+        );
+        assert_eq!(dr.peers["ap-south"], vec!["http://h:1"]);
+        assert_eq!(dr.peer_check_interval, Duration::from_millis(500));
+        assert_eq!(dr.replication.mode, ReplicationMode::Sync);
+        assert_eq!(dr.replication.sync_timeout, Duration::from_secs(3));
+
+        // A flag wins over the file.
+        let mut flags = args(Some(path.clone()));
+        flags.dr.replication_mode = Some(ReplicationMode::Async);
+        let dr = settings(flags, Path::new(".")).unwrap().dr.unwrap();
+        assert_eq!(dr.replication.mode, ReplicationMode::Async);
+
+        for (text, line, key) in [
+            (
+                "[postgres]\nurl = \"x\"\n[dr]\nrole = \"primary\"\n",
+                "line 4",
+                "primary",
+            ),
+            (
+                "[postgres]\nurl = \"x\"\n[dr]\nrol = \"active\"\n",
+                "line 4",
+                "rol",
+            ),
+            (
+                "[postgres]\nurl = \"x\"\n[dr]\n[replication]\nmode = \"semi\"\n",
+                "line 5",
+                "semi",
+            ),
+            (
+                "[postgres]\nurl = \"x\"\n[dr]\npeers = { us-east = \"ftp://h\" }\n",
+                "line 4",
+                "us-east",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let failure = settings(args(Some(path.clone())), Path::new(".")).unwrap_err();
+            assert!(
+                failure.message.contains(line),
+                "{text}: {}",
+                failure.message
+            );
+            assert!(failure.message.contains(key), "{text}: {}", failure.message);
+        }
+        std::fs::write(
+            &path,
+            "region = \"eu-west\"\n[postgres]\nurl = \"x\"\n[replication]\nmode = \"sync\"\n",
+        )
+        .unwrap();
+        let failure = settings(args(Some(path.clone())), Path::new(".")).unwrap_err();
+        assert!(
+            failure.message.contains("without `[dr]`"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]
