@@ -57,7 +57,7 @@ esac
 RUN_DIR="$(absolute_path "$RUN_DIR")"
 load_deployment
 r="$(region_index "$region")"
-lock_region "$region"
+[[ "$action" == status ]] || lock_region "$region"
 
 case "$action" in
 start)

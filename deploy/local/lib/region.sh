@@ -26,6 +26,10 @@ wait_ready() {
         fi
         sleep 0.2
     done
+    if ! process_alive "$r" "$process"; then
+        log_tail "$name" "$process" >&2
+        die "$name: $process exited while starting"
+    fi
 }
 
 # Succeeds when `tandem cluster status` at $1 names a leader.
@@ -65,8 +69,14 @@ wait_process_ready() {
 
 # Waits up to 60 s until region index $1 has a leader.
 wait_leader() {
-    local r="$1" deadline=$((SECONDS + 60))
+    local r="$1" i deadline=$((SECONDS + 60))
     until has_leader "$(listen_urls "$r")"; do
+        for ((i = 1; i <= REPLICAS; i++)); do
+            if ! process_alive "$r" "serve-$i"; then
+                log_tail "${REGIONS[$r]}" "serve-$i" >&2
+                die "${REGIONS[$r]}: serve-$i exited before the region elected a leader"
+            fi
+        done
         ((SECONDS < deadline)) || die "${REGIONS[$r]}: no leader elected 60 s after every replica answered (see $(region_dir "${REGIONS[$r]}")/logs)"
         sleep 0.2
     done
