@@ -12,6 +12,11 @@ ALTER TABLE log_head
         CHECK (region_role IN ('active', 'standby', 'fenced')),
     ADD COLUMN region_epoch bigint NOT NULL DEFAULT 0 CHECK (region_epoch >= 0);
 
+-- When a standby applied each replicated checkpoint (ms since the Unix epoch; NULL for the
+-- checkpoints this region wrote itself): `replicated_at - recorded_at` is the checkpoint's
+-- replication lag, which `tandem bench -w dr-lag` reads.
+ALTER TABLE checkpoints ADD COLUMN replicated_at bigint;
+
 -- The rest of the region's state, one row, changed only by transactions that hold the
 -- head's row lock (init_region, apply_replicated, promote, demote, rejoin).
 CREATE TABLE region_state (

@@ -42,7 +42,7 @@ pub(in crate::store::postgres) async fn apply_replicated(
     }
     let rows = prepared.new_rows(context, last)?;
     check_runs(context, &transaction, rows, source).await?;
-    insert_rows(&transaction, rows).await.map_err(failed)?;
+    insert_rows(&transaction, rows, now).await.map_err(failed)?;
     let workflows: Vec<&StoredWorkflow> = batch
         .workflows
         .iter()

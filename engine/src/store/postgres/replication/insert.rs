@@ -9,10 +9,12 @@ use super::batch::{NewRun, Row};
 use crate::store::postgres::write::{FINISH_RUNS, FinishedRuns};
 
 /// Inserts `rows` and the runs, keys and ticks they create, raises the runs' owner epochs to
-/// their checkpoints', and records the runs they finish (as an append does).
+/// their checkpoints', and records the runs they finish (as an append does). `now` (ms since
+/// the Unix epoch) is recorded as the checkpoints' `replicated_at`.
 pub(super) async fn insert_rows(
     transaction: &deadpool_postgres::Transaction<'_>,
     rows: &[Row<'_>],
+    now: i64,
 ) -> Result<(), tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -25,8 +27,9 @@ pub(super) async fn insert_rows(
     let payloads: Vec<&str> = rows.iter().map(|row| row.payload.as_str()).collect();
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO checkpoints (position, epoch, run_id, recorded_at, kind, payload)
-             SELECT p, e, r, t, k, j::json
+            "INSERT INTO checkpoints (position, epoch, run_id, recorded_at, kind, payload,
+                 replicated_at)
+             SELECT p, e, r, t, k, j::json, $7
              FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bigint[], $5::text[],
                  $6::text[]) AS c(p, e, r, t, k, j)",
         )
@@ -41,6 +44,7 @@ pub(super) async fn insert_rows(
                 &recorded_at,
                 &kinds,
                 &payloads,
+                &now,
             ],
         )
         .await?;

@@ -24,6 +24,31 @@ async fn the_standby_holds_the_active_log_position_for_position() {
     let before = now_millis();
     let state = ship(&active, &standby, 3).await;
     assert_same_store(&active, &standby, ACTIVE).await;
+    let after = now_millis();
+    let stamped = "SELECT concat_ws(' ', count(*), min(replicated_at), max(replicated_at))
+         FROM checkpoints WHERE replicated_at IS NOT NULL";
+    let [line] = &rows(&standby, stamped).await[..] else {
+        panic!("one row")
+    };
+    let fields: Vec<i64> = line.split(' ').map(|f| f.parse().unwrap()).collect();
+    assert_eq!(
+        fields[0] as usize,
+        read_all(&active).await.len(),
+        "every applied checkpoint records when it was replicated"
+    );
+    assert!(
+        before <= fields[1] && fields[2] <= after,
+        "replicated_at within the shipping: {fields:?} not in [{before}, {after}]"
+    );
+    assert_eq!(
+        rows(
+            &active,
+            "SELECT count(*)::text FROM checkpoints WHERE replicated_at IS NOT NULL"
+        )
+        .await,
+        ["0"],
+        "checkpoints a region writes itself have no replication time"
+    );
 
     let log = read_all(&active).await;
     let latest = log.last().unwrap();
