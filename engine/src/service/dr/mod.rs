@@ -25,6 +25,8 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_election;
+#[cfg(test)]
 mod tests_promotion;
 #[cfg(test)]
 mod tests_sync;

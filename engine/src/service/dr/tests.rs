@@ -4,7 +4,8 @@
 //!
 //! This file holds the fixtures, the refusals of a standby region and the replication
 //! stream; [`super::tests_sync`] the sync mode; [`super::tests_promotion`] promotion,
-//! demotion, rejoining and the peer check.
+//! demotion, rejoining and the peer check; [`super::tests_election`] a region whose replicas
+//! elect their leader through etcd.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +33,7 @@ use crate::testing::TempPostgres;
 static SERVER: OnceCell<Result<TempPostgres, String>> = OnceCell::const_new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
-async fn fresh_database() -> String {
+pub(super) async fn fresh_database() -> String {
     let server = SERVER
         .get_or_init(|| async {
             TempPostgres::start()
@@ -51,7 +52,7 @@ async fn fresh_database() -> String {
         .unwrap_or_else(|error| panic!("creating database {name}: {error}"))
 }
 
-async fn connect(url: &str) -> PostgresStore {
+pub(super) async fn connect(url: &str) -> PostgresStore {
     PostgresStore::connect(PostgresConfig {
         pool_size: 6,
         retry_for: Duration::from_secs(20),
@@ -87,6 +88,17 @@ impl TestRegion {
 
     /// A replica of region `name` over `store` (already initialised), serving.
     pub(super) async fn serve(name: &str, dr: DrConfig, store: PostgresStore) -> TestRegion {
+        TestRegion::serve_elected(name, dr, store, None).await
+    }
+
+    /// A replica of region `name` over `store` (already initialised) taking part in
+    /// `election` (or standalone), serving.
+    pub(super) async fn serve_elected(
+        name: &str,
+        dr: DrConfig,
+        store: PostgresStore,
+        election: Option<crate::leadership::Election>,
+    ) -> TestRegion {
         let state = tempfile::tempdir().expect("a state dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -108,7 +120,7 @@ impl TestRegion {
                 store: Arc::new(fenced.clone()),
                 fence,
                 queues: TaskQueues::new(RemoteConfig::default()),
-                election: None,
+                election,
                 replication: Some(Arc::new(fenced)),
             },
         );

@@ -13,6 +13,7 @@ use super::tests::{TestRegion, TestReplicator, eventually, starts_of, two_region
 use crate::checkpoint::{Event, NewCheckpoint, now_millis};
 use crate::service::{ReplicaRole, ServiceError};
 use crate::store::replication::RegionRole;
+use crate::store::replication::ReplicationStore;
 use crate::store::{CheckpointStore, LeaderFence, StoreError};
 
 /// `a` finishes at once; `b` runs long enough to be in flight at the fault, and is retried
@@ -179,6 +180,44 @@ async fn a_demoted_region_stops_every_driver_and_its_writes_are_refused() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driver_whose_write_is_refused_as_not_active_stops_leading_at_once() {
+    const STEPS: &str = "name: steps\ntasks:\n  a: { run: sleep 0.3 }\n  b: { needs: [a], run: sleep 0.3 }\n  c: { needs: [b], run: sleep 0.3 }\n  d: { needs: [c], run: sleep 0.3 }\n  e: { needs: [d], run: sleep 0.3 }\n";
+    let (eu, _us) = two_regions(DrConfig::active("eu-west")).await;
+    let client = eu.client();
+    client.register_workflow(STEPS, "steps.yaml").await.unwrap();
+    let run = client.start_run(StartRun::new("steps")).await.unwrap();
+    // The replica's role watch stops: only the driver's refused write can tell it.
+    eu.region.dr().expect("dr").stop();
+    let latest = eu.store.latest_position().await.unwrap();
+    eu.store.demote("us-east", 1, latest).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the driver's refused write to stop leading",
+        || async { eu.region.active_runs() == 0 },
+    )
+    .await;
+    assert!(
+        matches!(
+            eu.region.role(),
+            ReplicaRole::Standby { epoch: 0, ref active_region, .. } if active_region == "us-east"
+        ),
+        "{:?}",
+        eu.region.role()
+    );
+    let refused = eu.region.start("steps", None, Vec::new(), None).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::RegionNotActive { active_region, .. }) if active_region == "us-east"),
+        "{refused:?}"
+    );
+    let summary = eu
+        .store
+        .run_summary(run.run_id.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!summary.status.is_terminal(), "the run is left as it was");
 }
 
 #[tokio::test(flavor = "multi_thread")]
