@@ -20,6 +20,7 @@ use serde::Serialize;
 use tandem_engine::checkpoint::{LogPosition, UnixMillis, now_millis};
 
 use super::command;
+use crate::region_status::{RegionStatus, ReplicationMode};
 use crate::topology::{LocalControl, Topology};
 
 /// The fault of a live drill.
@@ -30,6 +31,15 @@ pub enum Fault {
     KillRegion,
     /// Cut the active region off (replication and client traffic); it keeps running.
     Partition,
+}
+
+impl FaultReport {
+    /// True when the region was in sync replication mode, not degraded, as last read before
+    /// the fault: then it acknowledged no write the standby did not hold.
+    pub fn sync_held(&self) -> bool {
+        self.active_replication_mode == Some(ReplicationMode::Sync)
+            && self.active_sync_degraded_since_ms.is_none()
+    }
 }
 
 impl Fault {
@@ -62,6 +72,10 @@ pub struct FaultReport {
     pub done_at_ms: UnixMillis,
     /// The active region's latest log position as last read before the fault.
     pub active_latest_position: Option<LogPosition>,
+    /// The active region's replication mode as last read before the fault.
+    pub active_replication_mode: Option<ReplicationMode>,
+    /// Sync mode: since when it had degraded to async, as last read before the fault.
+    pub active_sync_degraded_since_ms: Option<UnixMillis>,
     /// `kill-region`: the processes named in `pid_dir` that were killed (file name → pid).
     pub killed: BTreeMap<String, i32>,
     /// `kill-region`: processes killed in all (with their groups and descendants).
@@ -102,14 +116,14 @@ pub fn capability<'a>(
     Ok(local)
 }
 
-/// Injects `fault` into `region` (whose local control is `local`); `latest` is the active
-/// region's latest position as last read. `timeout` bounds the partition command and the
-/// wait for killed processes to go. Errors: a text saying what could not be done.
+/// Injects `fault` into `region` (whose local control is `local`); `before` is the region's
+/// status as last read. `timeout` bounds the partition command and the wait for killed
+/// processes to go. Errors: a text saying what could not be done.
 pub async fn inject(
     fault: Fault,
     region: &str,
     local: &LocalControl,
-    latest: Option<LogPosition>,
+    before: Option<&RegionStatus>,
     timeout: Duration,
 ) -> Result<FaultReport, String> {
     let mut report = FaultReport {
@@ -117,7 +131,9 @@ pub async fn inject(
         region: region.to_string(),
         at_ms: now_millis(),
         done_at_ms: 0,
-        active_latest_position: latest,
+        active_latest_position: before.map(|status| status.latest_position),
+        active_replication_mode: before.map(|status| status.replication_mode),
+        active_sync_degraded_since_ms: before.and_then(|status| status.sync_degraded_since_ms),
         killed: BTreeMap::new(),
         processes_killed: 0,
         left_alone: Vec::new(),

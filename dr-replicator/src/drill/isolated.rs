@@ -179,6 +179,7 @@ async fn steps(
     let lag = isolated.lag_at_copy;
     report.rpo = Some(Rpo {
         lost_checkpoints: lag.map(|lag| lag.positions),
+        acknowledged_lost_checkpoints: lag.map(|lag| lag.positions),
         tail_checkpoints: 0,
         split_brain_checkpoints: None,
         tail: None,

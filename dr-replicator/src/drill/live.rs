@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tandem_api::Client;
-use tandem_engine::checkpoint::{LogPosition, now_millis};
+use tandem_engine::checkpoint::now_millis;
 
 use super::canary::{self, CanaryRun};
 use super::fault::{self, Fault, FaultReport};
@@ -95,16 +95,12 @@ pub(super) async fn run(
     report.push(timer.finish(Outcome::Passed, canary_detail(&runs, options.canary_tasks)));
 
     // 3. fault
-    let latest: Option<LogPosition> = match regions.client(old) {
-        Ok(client) => client
-            .status()
-            .await
-            .ok()
-            .map(|status| status.latest_position),
+    let before: Option<RegionStatus> = match regions.client(old) {
+        Ok(client) => client.status().await.ok(),
         Err(_) => None,
     };
     let timer = StepTimer::start(Step::Fault);
-    let injected = match fault::inject(fault, old, &local, latest, options.timeout).await {
+    let injected = match fault::inject(fault, old, &local, before.as_ref(), options.timeout).await {
         Ok(injected) => injected,
         Err(error) => {
             report.push(timer.finish(Outcome::Failed, error));
@@ -252,6 +248,7 @@ pub(super) async fn run(
         standby_applied_recorded_at_ms: standby_before
             .as_ref()
             .and_then(|status| status.applied_recorded_at_ms),
+        sync_held: injected.sync_held(),
     });
     let detail = measure_detail(old, &learned, &rpo);
     let written_after = rpo.split_brain_checkpoints.unwrap_or(0);

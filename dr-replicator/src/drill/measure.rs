@@ -19,6 +19,12 @@
 //!   region's log ([`RpoMethod::TailCheckpointTimes`]); when they cannot be read, the bound
 //!   end of fault − the standby's `applied_recorded_at` at the promotion
 //!   ([`RpoMethod::FaultTimeBound`]), counting the whole tail as lost.
+//! - In sync replication mode, not degraded at the fault (as last read before it), the
+//!   active region acknowledged a write (to a client or worker, or by dispatching) only once
+//!   the standby held it, and the tail is what the standby never held: its writes were never
+//!   acknowledged. The RPO compared with the objective is then 0
+//!   ([`RpoMethod::SyncNothingAcknowledged`]); the committed but unacknowledged writes lost
+//!   are still counted in `lost_checkpoints`.
 
 use std::time::Duration;
 
@@ -119,6 +125,9 @@ pub enum RpoMethod {
     /// Isolated mode: the standby's lag when its database was copied (what a region loss at
     /// that moment would have lost).
     ReplicationLag,
+    /// Sync replication held at the fault: the tail's writes were never acknowledged, so no
+    /// acknowledged history was lost (0).
+    SyncNothingAcknowledged,
 }
 
 impl RpoMethod {
@@ -133,6 +142,9 @@ impl RpoMethod {
                 "fault − standby's last applied commit time (bound; tail times unreadable)"
             }
             RpoMethod::ReplicationLag => "standby's replication lag when copied",
+            RpoMethod::SyncNothingAcknowledged => {
+                "sync replication held: the lost tail was never acknowledged"
+            }
         }
     }
 }
@@ -143,6 +155,9 @@ pub struct Rpo {
     /// Checkpoints lost: tail checkpoints committed up to the end of the fault (isolated
     /// mode: the standby's lag in positions).
     pub lost_checkpoints: Option<u64>,
+    /// Of `lost_checkpoints`, the ones that may have been acknowledged (all of them, unless
+    /// sync replication held at the fault: none).
+    pub acknowledged_lost_checkpoints: Option<u64>,
     /// Every checkpoint of the tail.
     pub tail_checkpoints: u64,
     /// Tail checkpoints committed after the end of the fault (by a cut-off region that did
@@ -204,12 +219,29 @@ pub struct RpoInput<'a> {
     pub log_times: Option<&'a LogTimes>,
     /// The standby's `applied_recorded_at_ms` right before its promotion.
     pub standby_applied_recorded_at_ms: Option<UnixMillis>,
+    /// The active region was in sync mode, not degraded, as last read before the fault.
+    pub sync_held: bool,
 }
 
 /// The RPO (see the module docs for the rules).
 pub fn rpo(input: RpoInput<'_>) -> Rpo {
+    let measured = committed_loss(input);
+    if input.sync_held && measured.method != Some(RpoMethod::NoTail) {
+        return Rpo {
+            acknowledged_lost_checkpoints: Some(0),
+            millis: Some(0),
+            method: Some(RpoMethod::SyncNothingAcknowledged),
+            ..measured
+        };
+    }
+    measured
+}
+
+/// The committed history lost, whatever the replication mode.
+fn committed_loss(input: RpoInput<'_>) -> Rpo {
     let base = Rpo {
         lost_checkpoints: Some(0),
+        acknowledged_lost_checkpoints: Some(0),
         tail_checkpoints: 0,
         split_brain_checkpoints: Some(0),
         tail: input.tail,
@@ -244,6 +276,7 @@ pub fn rpo(input: RpoInput<'_>) -> Rpo {
         };
         return Rpo {
             lost_checkpoints: Some(lost_count),
+            acknowledged_lost_checkpoints: Some(lost_count),
             tail_checkpoints,
             split_brain_checkpoints: Some(tail_checkpoints - lost_count),
             last_lost_at_ms: last_lost,
@@ -255,6 +288,7 @@ pub fn rpo(input: RpoInput<'_>) -> Rpo {
     }
     Rpo {
         lost_checkpoints: Some(tail_checkpoints),
+        acknowledged_lost_checkpoints: Some(tail_checkpoints),
         tail_checkpoints,
         split_brain_checkpoints: None,
         last_replicated_at_ms: input.standby_applied_recorded_at_ms,
@@ -458,6 +492,7 @@ mod tests {
             tail_runs: &[],
             log_times,
             standby_applied_recorded_at_ms: Some(9_200),
+            sync_held: false,
         }
     }
 
@@ -489,6 +524,24 @@ mod tests {
         assert_eq!(measured.first_split_brain_at_ms, Some(12_000));
         assert_eq!(measured.millis, Some(700));
         assert_eq!(measured.method, Some(RpoMethod::TailCheckpointTimes));
+    }
+
+    #[test]
+    fn sync_mode_that_held_loses_nothing_acknowledged() {
+        let log = times(&[(100, 9_300), (101, 9_500)]);
+        let mut sync = input(Some(TailRange { from: 101, to: 101 }), Some(&log));
+        sync.sync_held = true;
+        let measured = rpo(sync);
+        assert_eq!(measured.lost_checkpoints, Some(1));
+        assert_eq!(measured.acknowledged_lost_checkpoints, Some(0));
+        assert_eq!(measured.millis, Some(0));
+        assert_eq!(measured.method, Some(RpoMethod::SyncNothingAcknowledged));
+        let mut degraded = input(Some(TailRange { from: 101, to: 101 }), Some(&log));
+        degraded.sync_held = false;
+        assert_eq!(rpo(degraded).acknowledged_lost_checkpoints, Some(1));
+        let mut empty = input(None, None);
+        empty.sync_held = true;
+        assert_eq!(rpo(empty).method, Some(RpoMethod::NoTail));
     }
 
     #[test]

@@ -30,9 +30,10 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit code of a drill refused before it touched anything (usage or preflight error).
 pub const EXIT_USAGE: u8 = 2;
 
-/// The steps of a drill, in the order they run.
+/// The steps of a drill, in the order they run (named as [`Step::as_str`] spells them, in
+/// the table and in JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// Every region answers; one active, a connected standby, its lag.
     Preflight,
@@ -438,14 +439,22 @@ impl DrillReport {
 
     fn rpo_measured(&self) -> String {
         match (&self.rpo, self.objectives.rpo.measured_ms) {
-            (Some(rpo), Some(ms)) => match rpo.lost_checkpoints {
-                Some(count) => format!(
-                    "{} ({count} checkpoint{})",
-                    format_ms(ms),
-                    if count == 1 { "" } else { "s" }
-                ),
-                None => format_ms(ms),
-            },
+            (Some(rpo), Some(ms)) => {
+                match (rpo.acknowledged_lost_checkpoints, rpo.lost_checkpoints) {
+                    (Some(acknowledged), Some(lost)) if lost > acknowledged => format!(
+                        "{} ({acknowledged} checkpoint{}; {} unacknowledged lost)",
+                        format_ms(ms),
+                        if acknowledged == 1 { "" } else { "s" },
+                        lost - acknowledged
+                    ),
+                    (Some(count), _) | (None, Some(count)) => format!(
+                        "{} ({count} checkpoint{})",
+                        format_ms(ms),
+                        if count == 1 { "" } else { "s" }
+                    ),
+                    (None, None) => format_ms(ms),
+                }
+            }
             (Some(rpo), None) => rpo.lost_checkpoints.map_or("-".to_string(), |count| {
                 format!("{count} checkpoints, time unknown")
             }),
@@ -515,6 +524,7 @@ mod tests {
     fn rpo(millis: Option<u64>) -> Rpo {
         Rpo {
             lost_checkpoints: Some(3),
+            acknowledged_lost_checkpoints: Some(3),
             tail_checkpoints: 3,
             split_brain_checkpoints: Some(0),
             tail: None,
@@ -635,6 +645,23 @@ mod tests {
     }
 
     #[test]
+    fn unacknowledged_losses_of_sync_mode_are_shown_apart() {
+        let mut sync = report(Some(0), Some(2_000));
+        if let Some(rpo) = sync.rpo.as_mut() {
+            rpo.acknowledged_lost_checkpoints = Some(0);
+            rpo.method = Some(RpoMethod::SyncNothingAcknowledged);
+        }
+        let text = sync
+            .finish(Duration::from_secs(1), Duration::from_secs(10))
+            .render_table();
+        assert!(
+            text.contains("0 ms (0 checkpoints; 3 unacknowledged lost)"),
+            "{text}"
+        );
+        assert!(text.contains("sync replication held"), "{text}");
+    }
+
+    #[test]
     fn json_carries_every_figure() {
         let done =
             report(Some(400), Some(3_250)).finish(Duration::from_secs(1), Duration::from_secs(10));
@@ -648,6 +675,10 @@ mod tests {
         assert_eq!(json["rpo"]["method"], "tail_checkpoint_times");
         assert_eq!(json["rto"]["method"], "first_dispatch_checkpoint");
         assert_eq!(json["steps"][0]["step"], "preflight");
+        assert_eq!(
+            serde_json::to_value(Step::StartCopy).unwrap(),
+            Step::StartCopy.as_str()
+        );
         assert_eq!(json["steps"][0]["outcome"], "passed");
     }
 
