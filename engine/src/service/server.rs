@@ -1,6 +1,6 @@
 //! The gRPC server of a region replica: `tandem.v1.WorkflowService`,
-//! `tandem.v1.WorkerService`, `tandem.v1.ClusterService`, with disaster recovery
-//! `tandem.v1.ReplicationService` and `tandem.v1.DrService`, the
+//! `tandem.v1.WorkerService`, `tandem.v1.ClusterService`, `tandem.v1.ReplicationService` and
+//! `tandem.v1.DrService` (which refuse every call without disaster recovery), the
 //! standard `grpc.health.v1.Health` service and server reflection (v1 and v1alpha), so stock
 //! tools (grpcurl, grpc_health_probe) work against it.
 
@@ -65,21 +65,16 @@ pub async fn serve(
     let workers = WorkerServiceServer::new(WorkerApi::new(region.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let cluster = ClusterServiceServer::new(ClusterApi::new(region.clone()));
-    let (replication, dr) = match region.dr() {
-        Some(_) => {
-            health
-                .set_serving::<ReplicationServiceServer<ReplicationApi>>()
-                .await;
-            health.set_serving::<DrServiceServer<DrApi>>().await;
-            (
-                Some(ReplicationServiceServer::new(ReplicationApi::new(
-                    region.clone(),
-                ))),
-                Some(DrServiceServer::new(DrApi::new(region.clone()))),
-            )
-        }
-        None => (None, None),
-    };
+    // Served without disaster recovery too, refusing every call with `dr_not_configured`.
+    let replication = ReplicationServiceServer::new(ReplicationApi::new(region.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let dr = DrServiceServer::new(DrApi::new(region.clone()));
+    if region.dr().is_some() {
+        health
+            .set_serving::<ReplicationServiceServer<ReplicationApi>>()
+            .await;
+        health.set_serving::<DrServiceServer<DrApi>>().await;
+    }
     let name = region.name().to_string();
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -88,8 +83,8 @@ pub async fn serve(
         .add_service(workflows)
         .add_service(workers)
         .add_service(cluster)
-        .add_optional_service(replication)
-        .add_optional_service(dr)
+        .add_service(replication)
+        .add_service(dr)
         .serve_with_incoming_shutdown(
             // Small replies (a watch update, a lease) must not wait for Nagle's algorithm.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -132,8 +132,8 @@ impl DrService for DrApi {
     }
 
     async fn promote(&self, request: Request<proto::PromoteRequest>) -> Reply<proto::RegionStatus> {
-        self.region.require_region_leader()?;
         let dr = self.dr()?;
+        self.region.require_region_leader()?;
         let asked = request.into_inner().region_epoch;
         let state = dr.store.region_state().await.map_err(ServiceError::from)?;
         if state.role == RegionRole::Active && asked != 0 && state.region_epoch == asked {
@@ -151,8 +151,8 @@ impl DrService for DrApi {
     }
 
     async fn demote(&self, request: Request<proto::DemoteRequest>) -> Reply<proto::RegionStatus> {
-        self.region.require_region_leader()?;
         let dr = self.dr()?;
+        self.region.require_region_leader()?;
         let request = request.into_inner();
         self.other_region("new_active", &request.new_active)?;
         let before = dr.store.region_state().await.map_err(ServiceError::from)?;
@@ -174,8 +174,8 @@ impl DrService for DrApi {
     }
 
     async fn rejoin(&self, request: Request<proto::RejoinRequest>) -> Reply<proto::RegionStatus> {
-        self.region.require_region_leader()?;
         let dr = self.dr()?;
+        self.region.require_region_leader()?;
         let request = request.into_inner();
         self.other_region("active_region", &request.active_region)?;
         let state = dr.store.region_state().await.map_err(ServiceError::from)?;

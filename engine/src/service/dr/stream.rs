@@ -93,7 +93,6 @@ impl ReplicationService for ReplicationApi {
         &self,
         request: Request<Streaming<proto::StandbyMessage>>,
     ) -> Result<Response<LogStream>, Status> {
-        self.region.require_region_leader()?;
         let dr = self
             .region
             .dr()
@@ -101,6 +100,7 @@ impl ReplicationService for ReplicationApi {
             .ok_or_else(|| ServiceError::DrNotConfigured {
                 region: self.region.name().to_string(),
             })?;
+        self.region.require_region_leader()?;
         let mut inbound = request.into_inner();
         let start = match inbound.message().await? {
             Some(proto::StandbyMessage {

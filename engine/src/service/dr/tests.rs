@@ -524,3 +524,51 @@ pub(super) fn starts_of(
         .map(|checkpoint| checkpoint.position)
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_region_without_dr_refuses_dr_calls_and_serves_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("tandem.db")).unwrap();
+    let fence = LeaderFence::new(0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let config = ServiceConfig::new("solo", listener.local_addr().unwrap(), dir.path().into());
+    let region = Region::new(
+        config,
+        RegionParts {
+            store: Arc::new(store.fenced(fence.clone())),
+            fence,
+            queues: TaskQueues::new(RemoteConfig::default()),
+            election: None,
+            replication: None,
+        },
+    );
+    assert_eq!(
+        region.open().await.unwrap(),
+        Opened::Standalone { resumed: 0 }
+    );
+    assert_eq!(region.region_state(), None);
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(region, listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect_lazy(ClientConfig::new(&address)).unwrap();
+    let error = client.region_status().await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition, "{error:?}");
+    assert_eq!(error.error_code(), Some("dr_not_configured"));
+    let error = client.promote(1).await.unwrap_err();
+    assert_eq!(error.error_code(), Some("dr_not_configured"));
+    let refused = TestReplicator::connect(&address, "us-east", 0, 0, 0).await;
+    assert_eq!(
+        refused
+            .err()
+            .unwrap()
+            .metadata()
+            .get("tandem-error-code")
+            .unwrap(),
+        "dr_not_configured"
+    );
+    client.register_workflow(QUICK, "quick.yaml").await.unwrap();
+    let run = client.start_run(StartRun::new("quick")).await.unwrap();
+    assert!(client.wait_run(&run.run_id).await.unwrap().state.is_final());
+}
