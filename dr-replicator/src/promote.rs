@@ -16,12 +16,8 @@ use serde::Serialize;
 use tandem_engine::store::replication::RegionRole;
 
 use crate::error::DrError;
-use crate::region_client::RegionClient;
 use crate::region_status::{Lag, RegionStatus};
 use crate::status::{DrStatus, Regions};
-
-/// `tandem-error-code` of a DR call refused because of the region's role.
-pub(crate) const DR_ROLE: &str = "dr_role";
 
 /// What a promotion did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,7 +108,7 @@ pub async fn promote(
     let lag_before = before.region(region).and_then(|report| report.lag);
     let previous_active = target.active_region.clone();
     tracing::info!(%region, region_epoch, force, "promoting");
-    let status = promote_call(client, region_epoch).await?;
+    let status = client.promote(region_epoch).await?;
     let fork = status
         .promoted_at_position
         .unwrap_or(target.applied_position);
@@ -128,26 +124,6 @@ pub async fn promote(
         before,
         took_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-/// `Promote(region_epoch)` on `client`'s region; a `dr_role` refusal of a region that turns
-/// out to be active with exactly that epoch counts as done (an earlier try's reply was lost).
-pub(crate) async fn promote_call(
-    client: &RegionClient,
-    region_epoch: u64,
-) -> Result<RegionStatus, DrError> {
-    match client.promote(region_epoch).await {
-        Ok(status) => Ok(status),
-        Err(error) if error.error_code() == Some(DR_ROLE) => match client.status().await {
-            Ok(status)
-                if status.role == RegionRole::Active && status.region_epoch == region_epoch =>
-            {
-                Ok(status)
-            }
-            _ => Err(error),
-        },
-        Err(error) => Err(error),
-    }
 }
 
 /// Tells every region but `new_active` that it is active with `region_epoch` since `fork`.

@@ -1,8 +1,8 @@
 //! [`RegionStatus`]: a region's DR state as its replica answered `DrService.GetRegionStatus`
-//! (or `Promote`/`Demote`/`Rejoin`), typed and serializable, with the lag of a standby.
+//! (or `Promote`/`Demote`/`Rejoin`), in the engine's types (role, tail, run ids), serializable,
+//! with the lag of a standby.
 
 use serde::{Deserialize, Serialize};
-use tandem_api::proto;
 use tandem_engine::checkpoint::{LogPosition, RunId, UnixMillis};
 use tandem_engine::store::replication::{RegionRole, TailRange, TailRun};
 
@@ -111,18 +111,18 @@ impl Lag {
 }
 
 impl RegionStatus {
-    /// Converts a reply of `answered_by`.
+    /// Converts the SDK's form of a reply ([`tandem_api::Client::region_status`] and the DR
+    /// calls).
     ///
-    /// Errors: a text naming the field when `role`, `replication_mode` or a tail run's id is
-    /// not one this client knows.
-    pub fn from_wire(wire: proto::RegionStatus, answered_by: &str) -> Result<RegionStatus, String> {
-        let role = RegionRole::parse(&wire.role).ok_or_else(|| {
-            format!(
-                "`role`: expected active, standby or fenced, found `{}`",
-                wire.role
-            )
-        })?;
-        let replication_mode = match wire.replication_mode.as_str() {
+    /// Errors: a text naming the field when `replication_mode` or a tail run's id is not one
+    /// this client knows.
+    pub fn from_sdk(sdk: tandem_api::RegionStatus) -> Result<RegionStatus, String> {
+        let role = match sdk.role {
+            tandem_api::RegionRole::Active => RegionRole::Active,
+            tandem_api::RegionRole::Standby => RegionRole::Standby,
+            tandem_api::RegionRole::Fenced => RegionRole::Fenced,
+        };
+        let replication_mode = match sdk.replication_mode.as_str() {
             // proto3's default for a server that leaves the field out.
             "" | "async" => ReplicationMode::Async,
             "sync" => ReplicationMode::Sync,
@@ -132,7 +132,7 @@ impl RegionStatus {
                 ));
             }
         };
-        let tail_runs = wire
+        let tail_runs = sdk
             .tail_runs
             .into_iter()
             .enumerate()
@@ -149,35 +149,33 @@ impl RegionStatus {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let positive_i64 = |value: i64| (value > 0).then_some(value);
         let positive = |value: u64| (value > 0).then_some(value);
-        let text = |value: String| (!value.is_empty()).then_some(value);
         Ok(RegionStatus {
-            region: wire.region,
+            region: sdk.region,
             role,
-            region_epoch: wire.region_epoch,
-            active_region: wire.active_region,
-            latest_position: wire.latest_position,
-            applied_position: wire.applied_position,
-            applied_at_ms: positive_i64(wire.applied_at_ms),
-            applied_recorded_at_ms: positive_i64(wire.applied_recorded_at_ms),
-            source_latest_position: wire.source_latest_position,
-            promoted_at_position: positive(wire.promoted_at_position),
-            tail: (wire.tail_from > 0).then_some(TailRange {
-                from: wire.tail_from,
-                to: wire.tail_to,
+            region_epoch: sdk.region_epoch,
+            active_region: sdk.active_region,
+            latest_position: sdk.latest_position,
+            applied_position: sdk.applied_position,
+            applied_at_ms: sdk.applied_at_unix_ms,
+            applied_recorded_at_ms: sdk.applied_recorded_at_unix_ms,
+            source_latest_position: sdk.source_latest_position,
+            promoted_at_position: sdk.promoted_at_position,
+            tail: sdk.tail.map(|tail| TailRange {
+                from: tail.from,
+                to: tail.to,
             }),
             tail_runs,
             replication_mode,
-            sync_degraded_since_ms: positive_i64(wire.sync_degraded_since_ms),
-            standby_acked_position: positive(wire.standby_acked_position),
-            standby_region: text(wire.standby_region),
-            leader_member: text(wire.leader_member),
-            leader_epoch: positive(wire.leader_epoch),
-            archived_tail_checkpoints: wire.archived_tail_checkpoints,
-            promoted_at_ms: positive_i64(wire.promoted_at_ms),
-            first_dispatch_at_ms: positive_i64(wire.first_dispatch_at_ms),
-            answered_by: answered_by.to_string(),
+            sync_degraded_since_ms: sdk.sync_degraded_since_unix_ms,
+            standby_acked_position: positive(sdk.standby_acked_position),
+            standby_region: sdk.standby_region,
+            leader_member: sdk.leader_member,
+            leader_epoch: positive(sdk.leader_epoch),
+            archived_tail_checkpoints: sdk.archived_tail_checkpoints,
+            promoted_at_ms: sdk.promoted_at_unix_ms,
+            first_dispatch_at_ms: sdk.first_dispatch_at_unix_ms,
+            answered_by: sdk.endpoint,
         })
     }
 
@@ -198,50 +196,58 @@ impl RegionStatus {
 mod tests {
     use super::*;
 
-    fn wire() -> proto::RegionStatus {
-        proto::RegionStatus {
+    fn sdk() -> tandem_api::RegionStatus {
+        tandem_api::RegionStatus {
             region: "us-east".into(),
-            role: "standby".into(),
+            endpoint: "http://h:1".into(),
+            role: tandem_api::RegionRole::Standby,
             region_epoch: 2,
             active_region: "eu-west".into(),
             latest_position: 90,
             applied_position: 90,
-            applied_at_ms: 1_000,
-            applied_recorded_at_ms: 900,
+            applied_at_unix_ms: Some(1_000),
+            applied_recorded_at_unix_ms: Some(900),
             source_latest_position: 100,
+            promoted_at_position: None,
+            tail: None,
+            tail_runs: vec![],
+            archived_tail_checkpoints: 0,
             replication_mode: "sync".into(),
-            leader_member: "us-east-1".into(),
+            sync_degraded_since_unix_ms: None,
+            standby_acked_position: 0,
+            standby_region: None,
+            leader_member: Some("us-east-1".into()),
             leader_epoch: 7,
-            ..Default::default()
+            promoted_at_unix_ms: None,
+            first_dispatch_at_unix_ms: None,
         }
     }
 
     #[test]
-    fn zero_and_empty_read_as_none() {
-        let status = RegionStatus::from_wire(wire(), "http://h:1").unwrap();
+    fn converts_the_sdk_form() {
+        let status = RegionStatus::from_sdk(sdk()).unwrap();
         assert_eq!(status.role, RegionRole::Standby);
         assert_eq!(status.replication_mode, ReplicationMode::Sync);
-        assert_eq!(status.promoted_at_position, None);
-        assert_eq!(status.tail, None);
-        assert_eq!(status.standby_region, None);
-        assert_eq!(status.sync_degraded_since_ms, None);
+        assert_eq!(status.standby_acked_position, None);
+        assert_eq!(status.leader_epoch, Some(7));
         assert_eq!(status.leader_member.as_deref(), Some("us-east-1"));
+        assert_eq!(status.applied_at_ms, Some(1_000));
         assert_eq!(status.answered_by, "http://h:1");
     }
 
     #[test]
     fn a_fenced_region_carries_its_tail() {
-        let mut fenced = wire();
-        fenced.role = "fenced".into();
-        fenced.tail_from = 91;
-        fenced.tail_to = 95;
-        fenced.tail_runs = vec![proto::TailRun {
+        let mut fenced = sdk();
+        fenced.role = tandem_api::RegionRole::Fenced;
+        fenced.tail = Some(tandem_api::TailRange { from: 91, to: 95 });
+        fenced.tail_runs = vec![tandem_api::TailRun {
             run_id: "0193a5c2-7d1e-7c3a-9f00-2b1c4d5e6f70".into(),
             workflow: "w".into(),
             checkpoints: 5,
             created_in_tail: true,
         }];
-        let status = RegionStatus::from_wire(fenced, "h").unwrap();
+        let status = RegionStatus::from_sdk(fenced).unwrap();
+        assert_eq!(status.role, RegionRole::Fenced);
         assert_eq!(status.tail, Some(TailRange { from: 91, to: 95 }));
         assert_eq!(status.tail_runs[0].checkpoints, 5);
         assert_eq!(status.lag(5_000), None);
@@ -249,29 +255,27 @@ mod tests {
 
     #[test]
     fn unknown_values_are_named() {
-        let mut odd = wire();
-        odd.role = "primary".into();
-        let error = RegionStatus::from_wire(odd, "h").unwrap_err();
+        let mut odd = sdk();
+        odd.replication_mode = "semi".into();
+        let error = RegionStatus::from_sdk(odd).unwrap_err();
         assert!(
-            error.contains("`role`") && error.contains("primary"),
+            error.contains("replication_mode") && error.contains("semi"),
             "{error}"
         );
-        let mut odd = wire();
-        odd.replication_mode = "semi".into();
-        let error = RegionStatus::from_wire(odd, "h").unwrap_err();
-        assert!(error.contains("semi"), "{error}");
-        let mut odd = wire();
-        odd.tail_runs = vec![proto::TailRun {
+        let mut odd = sdk();
+        odd.tail_runs = vec![tandem_api::TailRun {
             run_id: "x".into(),
-            ..Default::default()
+            workflow: "w".into(),
+            checkpoints: 1,
+            created_in_tail: false,
         }];
-        let error = RegionStatus::from_wire(odd, "h").unwrap_err();
+        let error = RegionStatus::from_sdk(odd).unwrap_err();
         assert!(error.contains("tail_runs[0].run_id"), "{error}");
     }
 
     #[test]
     fn lag_in_positions_and_time() {
-        let status = RegionStatus::from_wire(wire(), "h").unwrap();
+        let status = RegionStatus::from_sdk(sdk()).unwrap();
         assert_eq!(
             status.lag(1_500),
             Some(Lag {

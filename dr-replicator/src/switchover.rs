@@ -10,12 +10,14 @@
 //!    `fenced` with a tail that R still receives (A keeps serving its log).
 //! 3. Wait until R applied L (progress reported through a callback).
 //! 4. `Promote(R, P)` with P = E + 1, or E + 2 when A was left fenced or R's store already
-//!    holds E + 1; then, when P > E + 1, `Demote(A, R, P, L)` again so that A becomes a plain
-//!    standby of R (nothing after L) at R's epoch. A's replicator then follows R.
+//!    holds E + 1 (applying a batch raises a standby's epoch to the batch's, and A's batches
+//!    carry E + 1 once demoted); then, when P > E + 1, `Demote(A, R, P, L)` again so that A
+//!    becomes a plain standby of R (nothing after L) at R's epoch. A's replicator then
+//!    follows R.
 //!
-//! When R does not catch up within the timeout, the hand-over is undone: A is made active
-//! again with a higher epoch (demoted to a standby at L first when it was fenced), so the
-//! deployment is never left without an active region by a timeout.
+//! When R does not catch up within the timeout, or its promotion fails, the hand-over is
+//! undone: A is made active again with a higher epoch (demoted to a standby at L first when
+//! it was fenced), so the deployment is not left without an active region.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,7 @@ use tandem_engine::checkpoint::{UnixMillis, now_millis};
 use tandem_engine::store::replication::RegionRole;
 
 use crate::error::DrError;
-use crate::promote::{answering, promote_call};
+use crate::promote::answering;
 use crate::region_client::RegionClient;
 use crate::region_status::RegionStatus;
 use crate::status::{DrStatus, Regions};
@@ -33,6 +35,9 @@ use crate::status::{DrStatus, Regions};
 const CONNECTED_WAIT: Duration = Duration::from_secs(5);
 /// A standby that applied a batch this recently is replicating (heartbeats come every second).
 const RECENT_BATCH_MS: UnixMillis = 3_000;
+/// `tandem-error-code` of a promotion refused because its region epoch is not higher than
+/// the region's.
+const STALE_EPOCH: &str = "replication_epoch";
 
 /// Settings of a switchover.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,13 +169,30 @@ pub async fn switchover(
         }
     };
     let catch_up_ms = catch_up_started.elapsed().as_millis() as u64;
-    let promote_epoch = if was_fenced || caught_up.region_epoch >= demote_epoch {
-        (demote_epoch + 1).max(caught_up.region_epoch + 1)
-    } else {
-        demote_epoch
+    let (promote_epoch, to_status) = match promote_standby(
+        to_client,
+        demote_epoch,
+        was_fenced,
+        &caught_up,
+        fork_position,
+    )
+    .await
+    {
+        Ok(promoted) => promoted,
+        Err(error) => {
+            let problem = format!("promoting {to} failed: {error}");
+            return Err(roll_back(
+                from_client,
+                to,
+                &from,
+                demote_epoch,
+                fork_position,
+                was_fenced,
+                problem,
+            )
+            .await);
+        }
     };
-    tracing::info!(%to, region_epoch = promote_epoch, fork_position, "switchover: promoting the standby");
-    let to_status = promote_call(to_client, promote_epoch).await?;
     let writes_paused_ms = demoted_at.elapsed().as_millis() as u64;
     let from_status = if promote_epoch > demote_epoch {
         from_client.demote(to, promote_epoch, fork_position).await?
@@ -190,6 +212,37 @@ pub async fn switchover(
         from_status,
         to_status,
     })
+}
+
+/// Promotes the caught-up standby: with `demote_epoch` (E + 1) when it still holds a lower
+/// epoch and the old active region was left a plain standby; else (the old active region is
+/// fenced, or the standby already applied a batch carrying E + 1, which raises its epoch)
+/// with one more than both. A refusal of E + 1 as stale (a batch raised the standby's epoch
+/// between its status read and the promotion) is retried once with the higher epoch.
+async fn promote_standby(
+    client: &RegionClient,
+    demote_epoch: u64,
+    was_fenced: bool,
+    caught_up: &RegionStatus,
+    fork_position: u64,
+) -> Result<(u64, RegionStatus), DrError> {
+    let higher = |standby_epoch: u64| (demote_epoch + 1).max(standby_epoch + 1);
+    let epoch = if was_fenced || caught_up.region_epoch >= demote_epoch {
+        higher(caught_up.region_epoch)
+    } else {
+        demote_epoch
+    };
+    tracing::info!(region = %client.region(), region_epoch = epoch, fork_position, "switchover: promoting the standby");
+    match client.promote(epoch).await {
+        Ok(status) => Ok((epoch, status)),
+        Err(error) if epoch == demote_epoch && error.error_code() == Some(STALE_EPOCH) => {
+            let now = client.status().await?;
+            let epoch = higher(now.region_epoch);
+            tracing::info!(region = %client.region(), region_epoch = epoch, "switchover: the standby's epoch moved; promoting with a higher one");
+            Ok((epoch, client.promote(epoch).await?))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The one region other than `to` that answers as active.
@@ -333,7 +386,7 @@ async fn roll_back(
         }
         epoch += 1;
     }
-    match promote_call(from_client, epoch).await {
+    match from_client.promote(epoch).await {
         Ok(status) => DrError::TimedOut(format!(
             "switchover aborted: {problem}. {from} is active again with region epoch {} (it lost nothing; {to} stays its standby)",
             status.region_epoch

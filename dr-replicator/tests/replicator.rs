@@ -3,249 +3,26 @@
 //! `ReplicationService` servers play a follower that names its leader, a leader that sends a
 //! bad batch, and a leader that goes silent.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{TestRegion, assert_same_log, closed_port, fast, standby_store, start_replicator};
 use futures::Stream;
 use tandem_api::proto::replication_service_server::{ReplicationService, ReplicationServiceServer};
 use tandem_api::proto::{self, standby_message};
-use tandem_api::{Client, ClientConfig, StartRun};
-use tandem_dr::{Phase, Replicator, ReplicatorConfig, ReplicatorError, ReplicatorStatus};
-use tandem_engine::executor::remote::{RemoteConfig, TaskQueues};
-use tandem_engine::service::{DrConfig, Region, RegionParts, ServiceConfig, serve};
-use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+use tandem_dr::Phase;
+use tandem_engine::service::DrConfig;
+use tandem_engine::store::CheckpointStore;
 use tandem_engine::store::replication::{RegionRole, ReplicationStore};
-use tandem_engine::store::{CheckpointStore, LeaderFence};
-use tandem_engine::testing::TempPostgres;
-use tokio::sync::{OnceCell, mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-
-static SERVER: OnceCell<Result<TempPostgres, String>> = OnceCell::const_new();
-static DATABASES: AtomicUsize = AtomicUsize::new(0);
-
-async fn fresh_store() -> PostgresStore {
-    let server = SERVER
-        .get_or_init(|| async {
-            TempPostgres::start()
-                .await
-                .map_err(|error| error.to_string())
-        })
-        .await
-        .as_ref()
-        .unwrap_or_else(|error| panic!("expected a private PostgreSQL: {error}"));
-    let name = format!("replicator_{}", DATABASES.fetch_add(1, Ordering::SeqCst));
-    let url = server
-        .create_database(&name)
-        .await
-        .unwrap_or_else(|error| panic!("creating database {name}: {error}"));
-    PostgresStore::connect(PostgresConfig {
-        pool_size: 4,
-        retry_for: Duration::from_secs(20),
-        ..PostgresConfig::new(url)
-    })
-    .await
-    .expect("the database accepts connections")
-}
-
-/// A standby store of region `region` following `active`.
-async fn standby_store(region: &str, active: &str) -> PostgresStore {
-    let store = fresh_store().await;
-    store
-        .init_region(region, RegionRole::Standby, active)
-        .await
-        .expect("a fresh store takes the region");
-    store
-}
-
-/// An address where nothing listens.
-fn closed_port() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    format!("http://127.0.0.1:{port}")
-}
-
-/// The active region `eu-west`: a standalone replica over its own database, serving.
-struct ActiveRegion {
-    address: String,
-    store: PostgresStore,
-    client: Client,
-    stop: Option<oneshot::Sender<()>>,
-    _state: tempfile::TempDir,
-}
-
-impl ActiveRegion {
-    async fn start() -> ActiveRegion {
-        let store = fresh_store().await;
-        store
-            .init_region("eu-west", RegionRole::Active, "eu-west")
-            .await
-            .expect("a fresh store takes the region");
-        let state = tempfile::tempdir().expect("a state dir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let local = listener.local_addr().expect("an address");
-        let address = format!("http://{local}");
-        let fence = LeaderFence::new(0);
-        let fenced = store.fenced(fence.clone());
-        let mut config = ServiceConfig::new("eu-west", local, state.path().to_path_buf());
-        config.advertise = address.clone();
-        config.dr = Some(DrConfig::active("eu-west"));
-        let region = Region::new(
-            config,
-            RegionParts {
-                store: Arc::new(fenced.clone()),
-                fence,
-                queues: TaskQueues::new(RemoteConfig::default()),
-                election: None,
-                replication: Some(Arc::new(fenced)),
-            },
-        );
-        region.open().await.expect("the region opens");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            serve(region, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the region serves");
-        });
-        let client = Client::connect_lazy(
-            ClientConfig::new(&address).failover_timeout(Duration::from_secs(10)),
-        )
-        .expect("a valid address");
-        ActiveRegion {
-            address,
-            store,
-            client,
-            stop: Some(stop),
-            _state: state,
-        }
-    }
-
-    /// Registers a three-task workflow and runs it `runs` times to the end.
-    async fn run_workflows(&self, runs: usize, tag: &str) {
-        let source = format!(
-            "name: chain-{tag}\ntasks:\n  a:\n    run: echo a\n  b:\n    needs: [a]\n    run: echo b\n  c:\n    needs: [b]\n    run: echo c\n"
-        );
-        let registered = self
-            .client
-            .register_workflow(source, format!("chain-{tag}.yaml"))
-            .await
-            .expect("the workflow registers");
-        let mut ids = Vec::new();
-        for _ in 0..runs {
-            let started = self
-                .client
-                .start_run(StartRun::new(registered.name.clone()))
-                .await
-                .expect("the run starts");
-            ids.push(started.run_id);
-        }
-        for id in ids {
-            self.client.wait_run(id).await.expect("the run ends");
-        }
-    }
-}
-
-impl Drop for ActiveRegion {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// A replicator running in a task, stopped by `stop`.
-struct Running {
-    status: watch::Receiver<ReplicatorStatus>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ReplicatorError>>,
-}
-
-fn start_replicator(store: PostgresStore, config: ReplicatorConfig) -> Running {
-    let replicator = Replicator::new(Arc::new(store), config);
-    let status = replicator.status();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(replicator.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        status,
-        stop: Some(stop),
-        task,
-    }
-}
-
-impl Running {
-    /// Waits (at most `limit`) until the status satisfies `condition`; returns it.
-    async fn wait_for(
-        &mut self,
-        limit: Duration,
-        what: &str,
-        condition: impl Fn(&ReplicatorStatus) -> bool,
-    ) -> ReplicatorStatus {
-        let waited = tokio::time::timeout(limit, self.status.wait_for(|status| condition(status)))
-            .await
-            .map(|status| status.map(|status| status.clone()));
-        match waited {
-            Ok(Ok(status)) => status,
-            _ => panic!(
-                "expected {what} within {limit:?}; status: {:#?}",
-                *self.status.borrow()
-            ),
-        }
-    }
-
-    async fn stop(mut self) -> Result<(), ReplicatorError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(3), self.task)
-            .await
-            .expect("the replicator stops within 3 s of the shutdown")
-            .expect("the replicator's task does not panic")
-    }
-}
-
-fn fast(region: &str, peers: &[(&str, Vec<String>)]) -> ReplicatorConfig {
-    let peers: BTreeMap<String, Vec<String>> = peers
-        .iter()
-        .map(|(name, endpoints)| (name.to_string(), endpoints.clone()))
-        .collect();
-    let mut config = ReplicatorConfig::new(region, peers);
-    config.retry_initial = Duration::from_millis(20);
-    config.retry_max = Duration::from_millis(200);
-    config.connect_timeout = Duration::from_secs(2);
-    config
-}
-
-/// Asserts that `standby` holds exactly `active`'s log, position for position.
-async fn assert_same_log(active: &PostgresStore, standby: &PostgresStore) {
-    let source = active.read_log(0, 1_000_000).await.expect("the active log");
-    let copy = standby
-        .read_log(0, 1_000_000)
-        .await
-        .expect("the standby log");
-    assert!(!source.is_empty());
-    assert_eq!(source.len(), copy.len(), "as many checkpoints");
-    for (expected, found) in source.iter().zip(&copy) {
-        assert_eq!(
-            expected, found,
-            "checkpoint at position {}",
-            expected.position
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_gets_the_active_log_position_for_position_and_idles_once_promoted() {
-    let active = ActiveRegion::start().await;
+    let active = TestRegion::start("eu-west", DrConfig::active("eu-west")).await;
     active.run_workflows(3, "before").await;
     let standby = standby_store("us-east", "eu-west").await;
     // An unreachable replica listed first is skipped.
