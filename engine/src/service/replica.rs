@@ -238,11 +238,8 @@ impl Region {
     /// not active, whoever leads it), [`ServiceError::LeaderStarting`] or
     /// [`ServiceError::NotLeader`] (naming the leader when one is known).
     pub(super) fn leader_term(&self) -> Result<u64, ServiceError> {
-        if let Some(dr) = self.dr() {
-            let state = dr.watch.get();
-            if state.role != RegionRole::Active {
-                return Err(self.region_not_active(state.role, state.active_region));
-            }
+        if let Some((role, active_region)) = self.dr().and_then(|dr| dr.watch.not_active()) {
+            return Err(self.region_not_active(role, active_region));
         }
         match self.role() {
             ReplicaRole::Leading { .. } => {

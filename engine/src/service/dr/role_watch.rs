@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::promotion::PromotionTimes;
 use crate::store::StoreError;
-use crate::store::replication::{RegionState, ReplicationStore};
+use crate::store::replication::{RegionRole, RegionState, ReplicationStore};
 
 /// How often the store's region state is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -44,6 +44,13 @@ impl RegionWatch {
     /// The latest state.
     pub fn get(&self) -> RegionState {
         self.states.borrow().clone()
+    }
+
+    /// The role and the active region when the latest state is not active (`None` when it
+    /// is), without copying the state otherwise: what every leader call checks.
+    pub fn not_active(&self) -> Option<(RegionRole, String)> {
+        let state = self.states.borrow();
+        (state.role != RegionRole::Active).then(|| (state.role, state.active_region.clone()))
     }
 
     /// Follows the state's changes.
@@ -109,7 +116,6 @@ impl RegionWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::replication::RegionRole;
 
     fn state(role: RegionRole) -> RegionState {
         RegionState {
@@ -134,9 +140,14 @@ mod tests {
         states.borrow_and_update();
         assert!(!watch.publish(state(RegionRole::Active)));
         assert!(!states.has_changed().unwrap());
+        assert_eq!(watch.not_active(), None);
         assert!(watch.publish(state(RegionRole::Standby)));
         assert!(states.has_changed().unwrap());
         assert_eq!(watch.get().role, RegionRole::Standby);
+        assert_eq!(
+            watch.not_active(),
+            Some((RegionRole::Standby, "eu-west".to_string()))
+        );
     }
 
     #[test]
