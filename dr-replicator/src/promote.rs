@@ -146,8 +146,9 @@ pub(crate) async fn demote_others(
             Ok(status) => {
                 tracing::info!(region = %name, role = %status.role, "told of the promotion of {new_active}")
             }
+            // Reported in the outcome; the region learns the epoch when it answers again.
             Err(error) => {
-                tracing::warn!(region = %name, "could not tell of the promotion of {new_active}: {error}")
+                tracing::info!(region = %name, "could not tell of the promotion of {new_active}: {error}")
             }
         }
         demotions.push(match outcome {

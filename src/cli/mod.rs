@@ -9,6 +9,7 @@ mod logs;
 mod progress;
 mod remote;
 mod remote_runs;
+mod replicate;
 mod run;
 mod runs;
 mod serve;
@@ -103,6 +104,9 @@ enum Command {
     Schema,
     /// Run the engine of a region as a gRPC server over PostgreSQL (see `region.toml` in the README).
     Serve(serve_config::ServeArgs),
+    /// Stream the active region's checkpoints into this standby region's store (one process
+    /// per region; idles while the region is active). Reads `region.toml` like `serve`.
+    Replicate(replicate::ReplicateArgs),
     /// Cross-region disaster recovery: status, promote, rejoin, switchover over the regions
     /// of a DR topology file.
     Dr(dr::DrArgs),
@@ -189,7 +193,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `tandem serve` sets up its own logs and trace export from its settings.
     let _telemetry = match cli.command {
-        Command::Serve(_) => None,
+        Command::Serve(_) | Command::Replicate(_) => None,
         _ => telemetry::init("warn", None, "tandem").ok(),
     };
     let state_dir = StateDir::new(cli.state_dir);
@@ -208,6 +212,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::graph(args),
         Command::Schema => graph::schema(),
         Command::Serve(args) => serve::serve(state_dir.root(), args),
+        Command::Replicate(args) => replicate::replicate(state_dir.root(), args),
         Command::Dr(args) => dr::dr(args),
         Command::Bench(args) => bench::bench(args),
         Command::BenchWorker(args) => bench::worker::bench_worker(cli.server.as_deref(), args),

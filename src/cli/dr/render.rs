@@ -224,36 +224,28 @@ pub fn promoted(outcome: &PromoteOutcome) -> String {
 
 /// What `rejoin` prints above the table.
 pub fn rejoined(outcome: &RejoinOutcome) -> String {
-    let mut lines = vec![format!(
-        "{} is now a standby of {} (region epoch {}), its log cut back to position {}{}",
-        outcome.region,
-        outcome.active_region,
-        outcome.region_epoch,
-        outcome.fork_position,
-        if outcome.demoted_first {
-            " (it still answered as active and was demoted first)"
-        } else {
-            ""
-        }
-    )];
-    lines.push(match outcome.tail {
+    let demoted = if outcome.demoted_first {
+        " (it still answered as active and was demoted first)"
+    } else {
+        ""
+    };
+    match outcome.tail {
         Some(tail) => format!(
-            "archived tail (kept in dr_tail): positions {}..={}, {} checkpoints; {}",
+            "{} is now a standby of {} (region epoch {}), its log cut back to position {}{demoted}\narchived tail (kept in dr_tail): positions {}..={}, {} checkpoints; {}",
+            outcome.region,
+            outcome.active_region,
+            outcome.region_epoch,
+            outcome.fork_position,
             tail.from,
             tail.to,
             outcome.archived_checkpoints,
             runs_text(&outcome.tail_runs)
         ),
         None => format!(
-            "no unreplicated tail{}",
-            if outcome.archived_checkpoints > 0 {
-                format!(" ({} checkpoints archived)", outcome.archived_checkpoints)
-            } else {
-                String::new()
-            }
+            "{} is a standby of {} (region epoch {}){demoted}: it had no unreplicated tail, nothing was archived",
+            outcome.region, outcome.active_region, outcome.region_epoch
         ),
-    });
-    lines.join("\n")
+    }
 }
 
 /// What `switchover` prints above the table.

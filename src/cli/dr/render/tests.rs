@@ -169,6 +169,16 @@ fn rejoin_lines_list_the_archived_tail() {
         text.contains("archived tail (kept in dr_tail): positions 91..=95, 5 checkpoints; no runs"),
         "{text}"
     );
+    let plain = RejoinOutcome {
+        tail: None,
+        archived_checkpoints: 0,
+        ..outcome
+    };
+    let text = rejoined(&plain);
+    assert_eq!(
+        text,
+        "eu-west is a standby of us-east (region epoch 3): it had no unreplicated tail, nothing was archived"
+    );
 }
 
 #[test]

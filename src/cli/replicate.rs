@@ -1,0 +1,170 @@
+//! `tandem replicate --config region.toml`: the replicator of one region (crate `tandem-dr`).
+//! It runs in every region: while its region is a standby it streams the active region's
+//! checkpoint log into the region's PostgreSQL store; while the region is active (or fenced)
+//! it idles and follows role changes (promotion, rejoin, switchover) without a restart.
+//!
+//! It reads the same `region.toml` as `tandem serve` (`region`, `[postgres]`, `[dr]`;
+//! the other sections are accepted and ignored), with the same flags and env vars.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use tandem_dr::{Phase, Replicator, ReplicatorConfig, ReplicatorStatus};
+use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+use tandem_engine::store::replication::{RegionRole, ReplicationStore};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use super::serve_config::{DrArgs, ServeArgs, settings};
+use super::{Failure, exit, runtime, telemetry};
+
+/// Flags of `tandem replicate` (each also read from its `TANDEM_*` env var).
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The region's settings file (TOML, as for `tandem serve`); flags and env vars override
+    /// it.
+    #[arg(long, env = "TANDEM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The region's name [default: local].
+    #[arg(long, env = "TANDEM_REGION", value_name = "NAME")]
+    pub region: Option<String>,
+    /// PostgreSQL URL of the region's store (postgres://user@host:port/db).
+    #[arg(long, env = "TANDEM_POSTGRES_URL", value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// PostgreSQL connections in the pool [default: 16].
+    #[arg(long, env = "TANDEM_POSTGRES_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Cross-region disaster recovery (`[dr]`; `[replication]` is the active region's).
+    #[command(flatten)]
+    pub dr: DrArgs,
+}
+
+/// `tandem replicate`: connects to the region's store (applying schema migrations), records
+/// the region's initial role if the store has none (`[dr] role`, `active_region`), prints
+/// `replicating region R from A` (or that the region is active and idles) on stdout, and
+/// runs until SIGINT or SIGTERM. Exit 2 for bad settings (no `[dr]`), 3 when the store
+/// cannot be reached or belongs to another region.
+pub fn replicate(state_dir: &Path, args: ReplicateArgs) -> Result<u8, Failure> {
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("the settings".to_string(), |path| {
+            path.display().to_string()
+        });
+    let serve = ServeArgs {
+        config: args.config,
+        region: args.region,
+        listen: None,
+        postgres_url: args.postgres_url,
+        pool_size: args.pool_size,
+        parallelism: None,
+        kill_grace: None,
+        otlp_endpoint: None,
+        member_id: None,
+        advertise: None,
+        etcd_endpoints: None,
+        lease_ttl: None,
+        dr: args.dr,
+    };
+    let settings = settings(serve, state_dir)?;
+    let Some(dr) = settings.dr.clone() else {
+        return Err(Failure::invalid(format!(
+            "{origin}: tandem replicate needs the region's disaster recovery settings: a `[dr]` section (role, active_region, peers), or --dr-role / --dr-active-region / --dr-peers"
+        )));
+    };
+    runtime()?.block_on(async move {
+        let _telemetry = telemetry::init(
+            "info",
+            settings.otlp_endpoint.as_deref(),
+            &settings.service_name,
+        )?;
+        let mut postgres = PostgresConfig::new(settings.postgres_url.clone());
+        postgres.pool_size = settings.pool_size;
+        postgres.connect_timeout = settings.connect_timeout;
+        postgres.retry_for = settings.retry_for;
+        postgres.application_name = format!("tandem-replicate-{}", settings.region);
+        let store = PostgresStore::connect(postgres)
+            .await
+            .map_err(Failure::from)?;
+        let state = store
+            .init_region(&settings.region, dr.role, &dr.active_region)
+            .await
+            .map_err(|error| Failure::system(format!("cannot initialize the region: {error}")))?;
+        let config = ReplicatorConfig::new(settings.region.clone(), dr.peers.clone());
+        let replicator = Replicator::new(Arc::new(store), config);
+        let mut updates = replicator.status();
+        let first = match state.role {
+            RegionRole::Standby => {
+                println!(
+                    "replicating region {} from {}",
+                    settings.region, state.active_region
+                );
+                (Phase::Streaming, Some(state.active_region.clone()))
+            }
+            role => {
+                println!(
+                    "region {} is {role}: nothing to replicate until it becomes a standby",
+                    settings.region
+                );
+                (Phase::Idle, None)
+            }
+        };
+        let _ = std::io::stdout().flush();
+        let announcer = tokio::spawn(async move { announce(&mut updates, first).await });
+        let shutdown = shutdown_signal()?;
+        let result = replicator.run(shutdown).await;
+        announcer.abort();
+        result.map_err(Failure::system)?;
+        Ok(exit::OK)
+    })
+}
+
+/// Prints a line on stdout whenever the region starts replicating from another region than
+/// `first` said, or stops replicating (the logs say more).
+async fn announce(updates: &mut watch::Receiver<ReplicatorStatus>, first: (Phase, Option<String>)) {
+    let mut last = Some(first);
+    while updates.changed().await.is_ok() {
+        let status = updates.borrow_and_update().clone();
+        let now = match status.phase {
+            Phase::Streaming => (Phase::Streaming, status.active_region.clone()),
+            Phase::Idle => (Phase::Idle, None),
+            _ => continue,
+        };
+        if last.as_ref() == Some(&now) {
+            continue;
+        }
+        match &now {
+            (Phase::Streaming, Some(active)) => println!(
+                "replicating region {} from {} ({})",
+                status.region,
+                active,
+                status.connected_source.as_deref().unwrap_or("?")
+            ),
+            _ => println!(
+                "region {} is {}: replication idle",
+                status.region,
+                status.role.map_or("not a standby", RegionRole::as_str)
+            ),
+        }
+        let _ = std::io::stdout().flush();
+        last = Some(now);
+    }
+}
+
+/// A future that completes at the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send, Failure> {
+    let install = |kind: SignalKind| {
+        signal(kind).map_err(|error| Failure::system(format!("cannot handle signals: {error}")))
+    };
+    let mut interrupt = install(SignalKind::interrupt())?;
+    let mut terminate = install(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down the replicator");
+    })
+}
