@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod deployment;
 pub mod postgres;
 pub mod server;
 
