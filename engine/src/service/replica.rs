@@ -448,6 +448,9 @@ impl Region {
                     .role
                     .send_replace(ReplicaRole::Starting { epoch });
                 if promoted {
+                    if let Some(dr) = self.dr() {
+                        dr.progress.promoted();
+                    }
                     tracing::info!(region = %self.name(), epoch, "the region is active now; taking over its runs");
                 } else {
                     tracing::info!(region = %self.name(), epoch, "elected leader; taking over the region's runs");

@@ -150,6 +150,29 @@ impl ReplicationProgress {
         }
     }
 
+    /// The region has just been promoted: no standby holds its log yet (the one it knew is
+    /// the lost region, or the old active that rejoins later), so sync mode starts degraded
+    /// and writes do not wait until a standby catches up with this region (an ack of the
+    /// latest position ends it, as after a timeout). Without this, the first write after a
+    /// promotion would wait the whole sync timeout for a standby that cannot answer, and add
+    /// it to the RTO.
+    pub fn promoted(&self) {
+        let since = now_millis();
+        let changed = self.sync.send_if_modified(|state| {
+            if state.degraded_since.is_none() {
+                state.degraded_since = Some(since);
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            tracing::warn!(
+                "the region was promoted and no standby holds its log yet: sync replication runs as async until a standby catches up"
+            );
+        }
+    }
+
     fn degrade(&self, position: LogPosition, timeout: Duration) {
         let standby = self.standby();
         let mut degraded = false;
@@ -220,6 +243,22 @@ mod tests {
         assert!(!waiter.is_finished(), "an ack of an earlier position");
         progress.record_ack(5, false);
         assert_eq!(waiter.await.unwrap(), SyncOutcome::Acked);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promoted_region_starts_degraded_until_a_standby_catches_up() {
+        let progress = ReplicationProgress::default();
+        progress.publish_latest(7);
+        progress.promoted();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            progress.wait_for_standby(7, Duration::from_secs(5)).await,
+            SyncOutcome::Degraded,
+            "no wait right after a promotion"
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        progress.record_ack(7, false);
+        assert_eq!(progress.sync_state().degraded_since, None, "caught up");
     }
 
     #[tokio::test(start_paused = true)]
