@@ -32,7 +32,7 @@ const CLIENTS: usize = 8;
 const RUNS_PER_CLIENT: usize = 10;
 /// Canary runs of each drill (the drill's default).
 const CANARIES: usize = 3;
-/// A workflow started after the failback.
+/// A workflow of one quick task (runs started outside the drills).
 const AFTER_FAILBACK: &str = "name: after-failback\ntasks:\n  hello: { run: echo back home }\n";
 /// The steps of a live drill without `--failback`.
 const LIVE_STEPS: [&str; 6] = [
@@ -373,6 +373,31 @@ fn losing_the_active_region_in_sync_mode_loses_no_acknowledged_checkpoint() {
     let _serial = serial();
     let deployment = Deployment::up(Mode::Sync);
     runtime().block_on(async {
+        // A start acknowledged by the active region is already in the standby's database.
+        let active = deployment.client(ACTIVE);
+        let standby_db = Db::connect(&deployment.postgres_url(STANDBY)).await;
+        let registered = active
+            .register_workflow(AFTER_FAILBACK, "quick.yaml")
+            .await
+            .expect("register a workflow");
+        let mut quick = Vec::new();
+        for _ in 0..5 {
+            let started = active
+                .start_run(StartRun::new(&registered.name).version(&registered.version))
+                .await
+                .expect("start a run");
+            assert!(
+                standby_db.has_run(&started.run_id).await,
+                "sync mode: run {} was acknowledged before {STANDBY} held it",
+                started.run_id
+            );
+            quick.push(started.run_id);
+        }
+        for run_id in quick {
+            let run = active.wait_run(run_id).await.expect("wait for a run");
+            assert_eq!(run.state, RunState::Succeeded);
+        }
+
         // RPO objective 0: the drill itself fails if anything acknowledged was lost.
         let drill = drill::run(&deployment, &["--fault", "kill-region", "--rpo", "0s"]).await;
         drill.assert_passed(&LIVE_STEPS);
@@ -400,7 +425,7 @@ fn losing_the_active_region_in_sync_mode_loses_no_acknowledged_checkpoint() {
         // never acknowledged was never dispatched, so no attempt started after the fork has a
         // process or an end there.
         let started_in_tail: BTreeSet<(String, u32, u32)> = logs
-            .old_after_fork
+            .tail
             .iter()
             .filter_map(|row| match row.event() {
                 tandem_engine::checkpoint::Event::AttemptStarted { task, attempt, .. } => {
@@ -409,7 +434,7 @@ fn losing_the_active_region_in_sync_mode_loses_no_acknowledged_checkpoint() {
                 _ => None,
             })
             .collect();
-        for row in &logs.old_after_fork {
+        for row in &logs.tail {
             let dispatched = match row.event() {
                 tandem_engine::checkpoint::Event::AttemptSpawned { task, attempt, .. }
                 | tandem_engine::checkpoint::Event::AttemptFinished { task, attempt, .. } => {
@@ -456,13 +481,13 @@ async fn partition(deployment: &Deployment) {
     // went on running them until it learned of the promotion after the heal: that is its
     // tail, which must be reported and accepted nowhere.
     assert!(
-        !logs.old_after_fork.is_empty(),
+        !logs.tail.is_empty(),
         "{ACTIVE} wrote nothing after the fork {}: a region cut off with canaries in flight keeps running them until it learns of the promotion, so a tail was expected (the refusal above was still checked):\n{}",
         drill.fork(),
         drill.summary()
     );
     drill::assert_old_region_state(deployment, &drill, &logs).await;
-    let tail: Vec<db::CheckpointRow> = logs.old_after_fork.clone();
+    let tail: Vec<db::CheckpointRow> = logs.tail.clone();
     let status = deployment.status(ACTIVE).await;
     assert_eq!(status.role, RegionRole::Fenced, "{status:?}");
     assert_eq!(status.active_region, STANDBY);

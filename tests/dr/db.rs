@@ -159,6 +159,22 @@ impl Db {
         (rows[0].get("replicated"), rows[0].get("own"))
     }
 
+    /// The positions after `after` of the checkpoints this region wrote itself (not applied
+    /// from another region: `replicated_at` is null), in log order.
+    pub async fn own_positions_after(&self, after: i64) -> Vec<i64> {
+        self.client
+            .query(
+                "SELECT position FROM checkpoints
+                 WHERE position > $1 AND replicated_at IS NULL ORDER BY position",
+                &[&after],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("own checkpoints of {}: {error}", self.url))
+            .iter()
+            .map(|row| row.get("position"))
+            .collect()
+    }
+
     /// Every run, by run id.
     pub async fn runs(&self) -> Vec<RunRow> {
         self.rows(
@@ -183,6 +199,16 @@ impl Db {
             owner_start_ticks: row.get("owner_start_ticks"),
         })
         .collect()
+    }
+
+    /// Whether the region has run `run_id` (its `runs` row).
+    pub async fn has_run(&self, run_id: &str) -> bool {
+        let rows = self
+            .client
+            .query("SELECT 1 FROM runs WHERE run_id::text = $1", &[&run_id])
+            .await
+            .unwrap_or_else(|error| panic!("run {run_id} in {}: {error}", self.url));
+        !rows.is_empty()
     }
 
     /// Every idempotency key and its run, by key.

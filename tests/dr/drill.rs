@@ -271,18 +271,20 @@ fn tasks(snapshot: &Value) -> BTreeMap<&str, (&Value, &Value)> {
 pub struct Logs {
     /// The new active region's log.
     pub new: Vec<CheckpointRow>,
-    /// The old region's rows after the fork: its unreplicated tail when it is fenced.
+    /// The old region's rows after the fork: its unreplicated tail when it is fenced, what
+    /// it applied from the new active region when it follows it.
     pub old_after_fork: Vec<CheckpointRow>,
+    /// Of those, the ones the old region wrote itself: its tail (empty when it has none).
+    pub tail: Vec<CheckpointRow>,
 }
 
 /// Reads both logs and checks what holds after any failover: both contiguous; the same
 /// checkpoints, position for position, up to the fork; no succeeded task ran again in the
 /// new active region; every canary finished there exactly once, succeeded.
 pub async fn failover_logs(deployment: &Deployment, fork: i64, canaries: &[String]) -> Logs {
-    let old = Db::connect(&deployment.postgres_url(ACTIVE))
-        .await
-        .checkpoints()
-        .await;
+    let old_db = Db::connect(&deployment.postgres_url(ACTIVE)).await;
+    let old = old_db.checkpoints().await;
+    let own: HashSet<i64> = old_db.own_positions_after(fork).await.into_iter().collect();
     let new = Db::connect(&deployment.postgres_url(STANDBY))
         .await
         .checkpoints()
@@ -318,9 +320,15 @@ pub async fn failover_logs(deployment: &Deployment, fork: i64, canaries: &[Strin
         assert_eq!(ends, 1, "canary {run} must finish once");
     }
     let old_after_fork = old[fork_len..].to_vec();
+    let tail = old_after_fork
+        .iter()
+        .filter(|row| own.contains(&row.position))
+        .cloned()
+        .collect();
     Logs {
         new,
         old_after_fork,
+        tail,
     }
 }
 
@@ -362,6 +370,11 @@ pub async fn assert_old_region_state(deployment: &Deployment, drill: &Drill, log
         assert_eq!(region.role, "standby", "{region:?}\n{}", drill.summary());
         assert_eq!(drill.text("/rpo/method"), "no_tail");
         assert_eq!(drill.number("/rpo/tail_checkpoints"), 0);
+        assert_eq!(
+            logs.tail,
+            [],
+            "{ACTIVE} follows {STANDBY} without a tail, yet wrote checkpoints after the fork itself"
+        );
         for row in &logs.old_after_fork {
             assert_eq!(
                 logs.new.get(row.position as usize - 1),
@@ -374,6 +387,10 @@ pub async fn assert_old_region_state(deployment: &Deployment, drill: &Drill, log
     let from = drill.number("/rpo/tail/from") as i64;
     let to = drill.number("/rpo/tail/to") as i64;
     assert_eq!(region.role, "fenced", "{region:?}\n{}", drill.summary());
+    assert_eq!(
+        logs.tail, logs.old_after_fork,
+        "a fenced {ACTIVE} holds only its own checkpoints after the fork"
+    );
     assert_eq!(from, fork + 1, "the tail starts after the fork");
     assert_eq!(
         (region.tail_from, region.tail_to),
@@ -381,19 +398,15 @@ pub async fn assert_old_region_state(deployment: &Deployment, drill: &Drill, log
         "{ACTIVE}'s recorded tail must be the report's"
     );
     assert_eq!(
-        logs.old_after_fork.last().map(|row| row.position),
+        logs.tail.last().map(|row| row.position),
         Some(to),
         "the tail ends at {ACTIVE}'s last checkpoint"
     );
     assert_eq!(
         drill.number("/rpo/tail_checkpoints"),
-        logs.old_after_fork.len() as u64
+        logs.tail.len() as u64
     );
-    let tail_runs: HashSet<&str> = logs
-        .old_after_fork
-        .iter()
-        .map(|row| row.run_id.as_str())
-        .collect();
+    let tail_runs: HashSet<&str> = logs.tail.iter().map(|row| row.run_id.as_str()).collect();
     let reported: HashSet<&str> = drill
         .at("/rpo/tail_runs")
         .as_array()
@@ -407,5 +420,5 @@ pub async fn assert_old_region_state(deployment: &Deployment, drill: &Drill, log
         reported, tail_runs,
         "the tail's runs as reported and as in {ACTIVE}'s log"
     );
-    assert_tail_not_accepted(&logs.old_after_fork, &logs.new);
+    assert_tail_not_accepted(&logs.tail, &logs.new);
 }
