@@ -11,9 +11,7 @@
 //! - The operations of `tandem dr`, each a library call returning a serializable result:
 //!   [`status`] (every region's state and lag), [`promote`], [`rejoin`], [`switchover`].
 //! - [`drill`]: `tandem dr drill`, a disaster recovery drill with measured RPO and RTO.
-//! - [`convert`]: a received batch, checked and converted for the store.
 
-pub mod convert;
 pub mod drill;
 pub mod error;
 pub mod promote;

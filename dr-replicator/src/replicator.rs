@@ -9,7 +9,8 @@
 //!    ([`ReplicatorConfig::peers`]; the last one that streamed first; a `not_leader` reply's
 //!    `tandem-leader-address` is followed at once), send [`proto::ReplicateStart`] from the
 //!    store's applied position and registration and region epoch, then for each
-//!    [`proto::LogBatch`]: check and convert it ([`crate::convert`]), apply it with
+//!    [`proto::LogBatch`]: check and convert it
+//!    ([`tandem_engine::service::dr::wire::batch_from_proto`]), apply it with
 //!    [`ReplicationStore::apply_replicated`] (one transaction; a repeated batch changes
 //!    nothing; a gap is refused), and acknowledge the new applied position
 //!    ([`proto::ReplicateAck`], what the active region's sync mode waits for);

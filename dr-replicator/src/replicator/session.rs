@@ -8,6 +8,7 @@ use futures::StreamExt;
 use tandem_api::proto::replication_service_client::ReplicationServiceClient;
 use tandem_api::{ClientError, proto};
 use tandem_engine::checkpoint::now_millis;
+use tandem_engine::service::dr::wire::batch_from_proto;
 use tandem_engine::store::replication::{RegionRole, RegionState};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -16,7 +17,6 @@ use tonic::codec::Streaming;
 use tonic::transport::Endpoint;
 
 use super::{Phase, Replicator};
-use crate::convert::batch_from_wire;
 
 /// Largest batch accepted from a source (a batch of `run_created` checkpoints carries the
 /// workflows' text).
@@ -182,7 +182,7 @@ impl Replicator {
                 stream.source, wire.source_region, state.active_region
             )));
         }
-        let batch = batch_from_wire(wire)
+        let batch = batch_from_proto(wire)
             .map_err(|error| SessionEnd::Failed(format!("from {}: {error}", stream.source)))?;
         let range = match (batch.checkpoints.first(), batch.checkpoints.last()) {
             (Some(first), Some(last)) => format!(
