@@ -15,6 +15,7 @@ mod runs;
 mod serve;
 mod serve_config;
 mod show;
+mod shutdown;
 mod status;
 mod submit;
 mod table;

@@ -14,10 +14,10 @@ use clap::Args;
 use tandem_dr::{Phase, Replicator, ReplicatorConfig, ReplicatorStatus};
 use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 use tandem_engine::store::replication::{RegionRole, ReplicationStore};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use super::serve_config::{DrArgs, ServeArgs, settings};
+use super::shutdown::shutdown_signal;
 use super::{Failure, exit, runtime, telemetry};
 
 /// Flags of `tandem replicate` (each also read from its `TANDEM_*` env var).
@@ -113,7 +113,7 @@ pub fn replicate(state_dir: &Path, args: ReplicateArgs) -> Result<u8, Failure> {
         };
         let _ = std::io::stdout().flush();
         let announcer = tokio::spawn(async move { announce(&mut updates, first).await });
-        let shutdown = shutdown_signal()?;
+        let shutdown = shutdown_signal("shutting down the replicator")?;
         let result = replicator.run(shutdown).await;
         announcer.abort();
         result.map_err(Failure::system)?;
@@ -151,20 +151,4 @@ async fn announce(updates: &mut watch::Receiver<ReplicatorStatus>, first: (Phase
         let _ = std::io::stdout().flush();
         last = Some(now);
     }
-}
-
-/// A future that completes at the first SIGINT or SIGTERM.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send, Failure> {
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|error| Failure::system(format!("cannot handle signals: {error}")))
-    };
-    let mut interrupt = install(SignalKind::interrupt())?;
-    let mut terminate = install(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down the replicator");
-    })
 }

@@ -13,9 +13,9 @@ use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 use tandem_engine::store::replication::{RegionRole, ReplicationStore};
 use tandem_engine::store::{LeaderFence, StoreError};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::serve_config::{ServeArgs, settings};
+use super::shutdown::shutdown_signal;
 use super::{Failure, exit, runtime, telemetry};
 
 /// `tandem serve`: connects to PostgreSQL (applying schema migrations), prints `listening on
@@ -148,7 +148,8 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
             settings.region
         );
         let _ = std::io::stdout().flush();
-        let shutdown = shutdown_signal().await?;
+        let shutdown =
+            shutdown_signal("shutting down: no new calls; unfinished runs stay in the store")?;
         let closing = region.clone();
         let shutdown = async move {
             shutdown.await;
@@ -159,21 +160,5 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
             .await
             .map_err(Failure::system)?;
         Ok(exit::OK)
-    })
-}
-
-/// A future that completes at the first SIGINT or SIGTERM.
-async fn shutdown_signal() -> Result<impl Future<Output = ()> + Send, Failure> {
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|error| Failure::system(format!("cannot handle signals: {error}")))
-    };
-    let mut interrupt = install(SignalKind::interrupt())?;
-    let mut terminate = install(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: no new calls; unfinished runs stay in the store");
     })
 }
