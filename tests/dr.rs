@@ -101,14 +101,16 @@ async fn wait_caught_up(deployment: &Deployment, active: &str, standby: &str) ->
     }
 }
 
-/// Checks that `client`'s region refuses to start a run as not active, naming `active`, and
-/// wrote nothing for it (its database's last position is unchanged).
+/// Checks that `region` refuses to start a run as not active, naming `active`, and wrote
+/// nothing for it: the checkpoints it wrote itself (not applied from the active region) are
+/// as many as before, and the start's idempotency key is unknown to it.
 async fn assert_refuses_runs(deployment: &Deployment, region: &str, active: &str) {
     let database = Db::connect(&deployment.postgres_url(region)).await;
-    let before = database.region().await.last_position;
+    let (_, own_before) = database.replicated_counts().await;
+    let key = format!("refused-by-{region}");
     let refused = deployment
         .client(region)
-        .start_run(StartRun::new(tandem_dr::drill::canary::CANARY_WORKFLOW))
+        .start_run(StartRun::new(tandem_dr::drill::canary::CANARY_WORKFLOW).idempotency_key(&key))
         .await;
     match refused {
         Err(ClientError::RegionNotActive {
@@ -131,9 +133,17 @@ async fn assert_refuses_runs(deployment: &Deployment, region: &str, active: &str
         }
     }
     assert_eq!(
-        database.region().await.last_position,
-        before,
-        "{region} wrote a checkpoint for a refused start"
+        database.replicated_counts().await.1,
+        own_before,
+        "{region} wrote a checkpoint of its own for a refused start"
+    );
+    assert!(
+        database
+            .idempotency_keys()
+            .await
+            .iter()
+            .all(|(stored, _)| *stored != key),
+        "{region} recorded the key of a refused start"
     );
 }
 

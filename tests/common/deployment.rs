@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -105,13 +106,18 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A base port of a block of [`BLOCK`] ports none of which is in use now, trying the
-/// candidates from the `attempt`-th one (spread by the process id).
-fn free_block(attempt: usize) -> u16 {
+/// Candidates this process has gone through: each deployment takes a block after the last
+/// one taken, so a test never reuses the ports of the one before (whose last connections
+/// may linger). Starts at a place spread by the process id.
+static BLOCKS_TRIED: AtomicUsize = AtomicUsize::new(0);
+
+/// A base port of a block of [`BLOCK`] ports none of which is in use now.
+fn free_block() -> u16 {
     let count = usize::from((LAST_BASE - FIRST_BASE) / BLOCK + 1);
-    let start = std::process::id() as usize + attempt * 7;
-    for offset in 0..count {
-        let base = FIRST_BASE + BLOCK * ((start + offset) % count) as u16;
+    let start = std::process::id() as usize * 7;
+    for _ in 0..count {
+        let candidate = (start + BLOCKS_TRIED.fetch_add(1, Ordering::SeqCst)) % count;
+        let base = FIRST_BASE + BLOCK * candidate as u16;
         let free = (base..base + BLOCK).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
         if free {
             return base;
@@ -134,7 +140,7 @@ impl Deployment {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("open the temp dir to the postgres user");
         for attempt in 0..3 {
-            let base_port = free_block(attempt);
+            let base_port = free_block();
             let run_dir = dir.path().join(format!("run-{attempt}"));
             let output = Command::new(script("up.sh"))
                 .arg("--run-dir")
