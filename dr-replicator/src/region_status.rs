@@ -6,25 +6,8 @@ use serde::{Deserialize, Serialize};
 use tandem_engine::checkpoint::{LogPosition, RunId, UnixMillis};
 use tandem_engine::store::replication::{RegionRole, TailRange, TailRun};
 
-/// `[replication] mode` of a region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicationMode {
-    /// A write is acknowledged once the active region holds it.
-    Async,
-    /// A write is acknowledged once a standby holds it too (within the sync timeout).
-    Sync,
-}
-
-impl ReplicationMode {
-    /// `async` or `sync`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplicationMode::Async => "async",
-            ReplicationMode::Sync => "sync",
-        }
-    }
-}
+/// `[replication] mode` of a region: the engine's type (serialized as `async` / `sync`).
+pub use tandem_engine::service::ReplicationMode;
 
 /// A region's DR state (the proto's `RegionStatus`; fields that use 0 or `""` for "none" on
 /// the wire are `Option`s here). Times are ms since the Unix epoch.
@@ -124,13 +107,10 @@ impl RegionStatus {
         };
         let replication_mode = match sdk.replication_mode.as_str() {
             // proto3's default for a server that leaves the field out.
-            "" | "async" => ReplicationMode::Async,
-            "sync" => ReplicationMode::Sync,
-            other => {
-                return Err(format!(
-                    "`replication_mode`: expected async or sync, found `{other}`"
-                ));
-            }
+            "" => ReplicationMode::Async,
+            other => ReplicationMode::parse(other).ok_or_else(|| {
+                format!("`replication_mode`: expected async or sync, found `{other}`")
+            })?,
         };
         let tail_runs = sdk
             .tail_runs

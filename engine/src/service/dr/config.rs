@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::store::replication::RegionRole;
 
-/// How the active region's leader acknowledges its writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// How the active region's leader acknowledges its writes. Serialized as
+/// [`ReplicationMode::as_str`] spells it (`async`, `sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReplicationMode {
     /// A write is acknowledged once it is durable in this region's store; the standby
     /// catches up in the background (RPO: the replication lag).
@@ -121,6 +125,19 @@ mod tests {
         }
         assert_eq!(ReplicationMode::parse("Sync"), None);
         assert_eq!(ReplicationMode::default(), ReplicationMode::Async);
+    }
+
+    #[test]
+    fn modes_serialize_as_their_own_spelling() {
+        for mode in [ReplicationMode::Async, ReplicationMode::Sync] {
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{}\"", mode.as_str()));
+            assert_eq!(
+                serde_json::from_str::<ReplicationMode>(&json).unwrap(),
+                mode
+            );
+        }
+        assert!(serde_json::from_str::<ReplicationMode>("\"Sync\"").is_err());
     }
 
     #[test]
