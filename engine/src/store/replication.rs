@@ -172,6 +172,24 @@ pub struct TailRun {
     pub created_in_tail: bool,
 }
 
+impl TailRun {
+    /// `5 checkpoints, created in the tail` (or `1 checkpoint` when the run existed before
+    /// the tail): what the tail's report and `tandem dr` say of the run after its id and
+    /// workflow.
+    pub fn checkpoints_text(&self) -> String {
+        format!(
+            "{} checkpoint{}{}",
+            self.checkpoints,
+            if self.checkpoints == 1 { "" } else { "s" },
+            if self.created_in_tail {
+                ", created in the tail"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// What [`ReplicationStore::tail_report`] tells.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TailReport {
@@ -255,4 +273,23 @@ pub trait ReplicationStore: CheckpointStore {
 
     /// The current tail's runs and the size of the archive.
     async fn tail_report(&self) -> Result<TailReport, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_run_counts_its_checkpoints_and_says_where_it_was_created() {
+        let mut run = TailRun {
+            run_id: RunId::new(),
+            workflow: "w".into(),
+            checkpoints: 1,
+            created_in_tail: false,
+        };
+        assert_eq!(run.checkpoints_text(), "1 checkpoint");
+        run.checkpoints = 5;
+        run.created_in_tail = true;
+        assert_eq!(run.checkpoints_text(), "5 checkpoints, created in the tail");
+    }
 }

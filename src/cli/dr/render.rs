@@ -160,16 +160,10 @@ fn runs_text(runs: &[TailRun]) -> String {
     runs.iter()
         .map(|run| {
             format!(
-                "run {} ({}): {} checkpoint{}{}",
+                "run {} ({}): {}",
                 run.run_id,
                 run.workflow,
-                run.checkpoints,
-                if run.checkpoints == 1 { "" } else { "s" },
-                if run.created_in_tail {
-                    ", created in the tail"
-                } else {
-                    ""
-                }
+                run.checkpoints_text()
             )
         })
         .collect::<Vec<_>>()

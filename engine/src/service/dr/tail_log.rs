@@ -26,16 +26,10 @@ impl Dr {
                     .iter()
                     .map(|run| {
                         format!(
-                            "{} ({}, {} checkpoint{}{})",
+                            "{} ({}, {})",
                             run.run_id,
                             run.workflow,
-                            run.checkpoints,
-                            if run.checkpoints == 1 { "" } else { "s" },
-                            if run.created_in_tail {
-                                ", created in the tail"
-                            } else {
-                                ""
-                            }
+                            run.checkpoints_text()
                         )
                     })
                     .collect();
