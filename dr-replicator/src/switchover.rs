@@ -151,22 +151,23 @@ pub async fn switchover(
     }
     let fork_position = demoted.latest_position;
     let was_fenced = demoted.role == RegionRole::Fenced;
+    // Undoes the hand-over (see `roll_back`) after `problem`.
+    let undo = |problem: String| {
+        roll_back(
+            from_client,
+            to,
+            &from,
+            demote_epoch,
+            fork_position,
+            was_fenced,
+            problem,
+        )
+    };
     let catch_up_started = Instant::now();
     let caught_up = wait_caught_up(to_client, fork_position, options, progress).await;
     let caught_up = match caught_up {
         Ok(status) => status,
-        Err(problem) => {
-            return Err(roll_back(
-                from_client,
-                to,
-                &from,
-                demote_epoch,
-                fork_position,
-                was_fenced,
-                problem,
-            )
-            .await);
-        }
+        Err(problem) => return Err(undo(problem).await),
     };
     let catch_up_ms = catch_up_started.elapsed().as_millis() as u64;
     let (promote_epoch, to_status) = match promote_standby(
@@ -179,19 +180,7 @@ pub async fn switchover(
     .await
     {
         Ok(promoted) => promoted,
-        Err(error) => {
-            let problem = format!("promoting {to} failed: {error}");
-            return Err(roll_back(
-                from_client,
-                to,
-                &from,
-                demote_epoch,
-                fork_position,
-                was_fenced,
-                problem,
-            )
-            .await);
-        }
+        Err(error) => return Err(undo(format!("promoting {to} failed: {error}")).await),
     };
     let writes_paused_ms = demoted_at.elapsed().as_millis() as u64;
     let from_status = if promote_epoch > demote_epoch {
