@@ -68,6 +68,20 @@ impl SyncGate {
             }
         }
     }
+
+    /// After a creation that may have found its run already created (`create_run_once`,
+    /// `create_scheduled_run`): waits as [`SyncGate::created`] only when it created one, then
+    /// passes the outcome (or the store's error) on unchanged.
+    async fn created_if_new(
+        &self,
+        outcome: Result<CreateOutcome, StoreError>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let outcome = outcome?;
+        if matches!(outcome, CreateOutcome::Created(_)) {
+            self.created().await;
+        }
+        Ok(outcome)
+    }
 }
 
 #[async_trait]
@@ -153,11 +167,8 @@ impl CheckpointStore for SyncGate {
         let outcome = self
             .inner
             .create_run_once(idempotency_key, run_id, owner, created)
-            .await?;
-        if matches!(outcome, CreateOutcome::Created(_)) {
-            self.created().await;
-        }
-        Ok(outcome)
+            .await;
+        self.created_if_new(outcome).await
     }
 
     async fn raise_fence(&self) -> Result<u64, StoreError> {
@@ -183,11 +194,8 @@ impl CheckpointStore for SyncGate {
         let outcome = self
             .inner
             .create_scheduled_run(workflow, tick, run_id, owner, created)
-            .await?;
-        if matches!(outcome, CreateOutcome::Created(_)) {
-            self.created().await;
-        }
-        Ok(outcome)
+            .await;
+        self.created_if_new(outcome).await
     }
 
     async fn last_schedule_tick(&self, workflow: &str) -> Result<Option<UnixMillis>, StoreError> {
