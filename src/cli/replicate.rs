@@ -7,35 +7,34 @@
 //! the other sections are accepted and ignored), with the same flags and env vars.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use clap::Args;
 use tandem_dr::{Phase, Replicator, ReplicatorConfig, ReplicatorStatus};
-use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 use tandem_engine::store::replication::{RegionRole, ReplicationStore};
 use tokio::sync::watch;
 
-use super::serve_config::{DrArgs, ServeArgs, settings};
+use super::serve_config::{DrArgs, RegionArgs, ServeArgs, connect_store, settings};
 use super::shutdown::shutdown_signal;
 use super::{Failure, exit, runtime, telemetry};
 
-/// Flags of `tandem replicate` (each also read from its `TANDEM_*` env var).
+/// Flags of `tandem replicate` (each also read from its `TANDEM_*` env var): `tandem
+/// serve`'s settings file, region and store flags, with `--config` and `--postgres-url` worded
+/// for the replicator, and its `[dr]` flags.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("config", |arg| arg.help(
+        "The region's settings file (TOML, as for `tandem serve`); flags and env vars override it"
+    )),
+    mut_arg("postgres_url", |arg| arg.help(
+        "PostgreSQL URL of the region's store (postgres://user@host:port/db)"
+    ))
+)]
 pub struct ReplicateArgs {
-    /// The region's settings file (TOML, as for `tandem serve`); flags and env vars override
-    /// it.
-    #[arg(long, env = "TANDEM_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The region's name [default: local].
-    #[arg(long, env = "TANDEM_REGION", value_name = "NAME")]
-    pub region: Option<String>,
-    /// PostgreSQL URL of the region's store (postgres://user@host:port/db).
-    #[arg(long, env = "TANDEM_POSTGRES_URL", value_name = "URL")]
-    pub postgres_url: Option<String>,
-    /// PostgreSQL connections in the pool [default: 16].
-    #[arg(long, env = "TANDEM_POSTGRES_POOL_SIZE", value_name = "N")]
-    pub pool_size: Option<usize>,
+    /// The settings file, the region and its store (as for `tandem serve`).
+    #[command(flatten)]
+    pub common: RegionArgs,
     /// Cross-region disaster recovery (`[dr]`; `[replication]` is the active region's).
     #[command(flatten)]
     pub dr: DrArgs,
@@ -48,25 +47,16 @@ pub struct ReplicateArgs {
 /// cannot be reached or belongs to another region.
 pub fn replicate(state_dir: &Path, args: ReplicateArgs) -> Result<u8, Failure> {
     let origin = args
+        .common
         .config
         .as_ref()
         .map_or("the settings".to_string(), |path| {
             path.display().to_string()
         });
     let serve = ServeArgs {
-        config: args.config,
-        region: args.region,
-        listen: None,
-        postgres_url: args.postgres_url,
-        pool_size: args.pool_size,
-        parallelism: None,
-        kill_grace: None,
-        otlp_endpoint: None,
-        member_id: None,
-        advertise: None,
-        etcd_endpoints: None,
-        lease_ttl: None,
+        common: args.common,
         dr: args.dr,
+        ..ServeArgs::default()
     };
     let settings = settings(serve, state_dir)?;
     let Some(dr) = settings.dr.clone() else {
@@ -80,14 +70,7 @@ pub fn replicate(state_dir: &Path, args: ReplicateArgs) -> Result<u8, Failure> {
             settings.otlp_endpoint.as_deref(),
             &settings.service_name,
         )?;
-        let mut postgres = PostgresConfig::new(settings.postgres_url.clone());
-        postgres.pool_size = settings.pool_size;
-        postgres.connect_timeout = settings.connect_timeout;
-        postgres.retry_for = settings.retry_for;
-        postgres.application_name = format!("tandem-replicate-{}", settings.region);
-        let store = PostgresStore::connect(postgres)
-            .await
-            .map_err(Failure::from)?;
+        let store = connect_store(&settings, "replicate").await?;
         let state = store
             .init_region(&settings.region, dr.role, &dr.active_region)
             .await
@@ -150,5 +133,43 @@ async fn announce(updates: &mut watch::Receiver<ReplicatorStatus>, first: (Phase
         }
         let _ = std::io::stdout().flush();
         last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Command;
+
+    use super::*;
+
+    fn help(command: &Command, id: &str) -> String {
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .unwrap_or_else(|| panic!("no argument `{id}`"));
+        arg.get_help().map(ToString::to_string).unwrap_or_default()
+    }
+
+    #[test]
+    fn replicate_takes_serves_region_flags_worded_for_itself() {
+        let replicate = ReplicateArgs::augment_args(Command::new("replicate"));
+        let serve = ServeArgs::augment_args(Command::new("serve"));
+        for id in ["config", "region", "postgres_url", "pool_size"] {
+            let flag = |command: &Command| {
+                let arg = command.get_arguments().find(|arg| arg.get_id() == id);
+                arg.map(|arg| {
+                    (
+                        arg.get_long().map(str::to_string),
+                        arg.get_env().map(ToOwned::to_owned),
+                    )
+                })
+            };
+            assert!(flag(&replicate).is_some(), "replicate lacks `{id}`");
+            assert_eq!(flag(&replicate), flag(&serve), "`{id}`");
+        }
+        assert_eq!(help(&replicate, "region"), help(&serve, "region"));
+        assert!(help(&replicate, "config").contains("as for `tandem serve`"));
+        assert!(help(&replicate, "postgres_url").contains("of the region's store"));
+        assert!(!help(&serve, "postgres_url").contains("of the region's store"));
     }
 }

@@ -9,12 +9,11 @@ use tandem_engine::leadership::{Election, ElectionConfig};
 use tandem_engine::service::{
     Opened, Region, RegionParts, ServiceConfig, ServiceError, serve as serve_api,
 };
-use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
 use tandem_engine::store::replication::{RegionRole, ReplicationStore};
 use tandem_engine::store::{LeaderFence, StoreError};
 use tokio::net::TcpListener;
 
-use super::serve_config::{ServeArgs, settings};
+use super::serve_config::{ServeArgs, connect_store, settings};
 use super::shutdown::shutdown_signal;
 use super::{Failure, exit, runtime, telemetry};
 
@@ -43,14 +42,7 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
                 settings.state_dir.display()
             ))
         })?;
-        let mut postgres = PostgresConfig::new(settings.postgres_url.clone());
-        postgres.pool_size = settings.pool_size;
-        postgres.connect_timeout = settings.connect_timeout;
-        postgres.retry_for = settings.retry_for;
-        postgres.application_name = format!("tandem-serve-{}", settings.region);
-        let store = PostgresStore::connect(postgres)
-            .await
-            .map_err(Failure::from)?;
+        let store = connect_store(&settings, "serve").await?;
         let fence = LeaderFence::new(0);
         let store = Arc::new(store.fenced(fence.clone()));
         if let Some(dr) = &settings.dr {

@@ -50,8 +50,10 @@ use serde::Deserialize;
 use super::{Failure, parse_duration_arg};
 
 mod dr;
+mod store;
 
 pub use dr::DrArgs;
+pub use store::connect_store;
 
 /// The file's shape. Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -113,24 +115,35 @@ struct TelemetrySection {
     service_name: Option<String>,
 }
 
-/// Flags of `tandem serve` (each also read from its `TANDEM_*` env var).
-#[derive(Debug, Args)]
-pub struct ServeArgs {
+/// The flags that name a region's settings file, the region and its PostgreSQL store:
+/// shared by `tandem serve` and `tandem replicate` (each also read from its `TANDEM_*` env
+/// var). The help texts are `serve`'s; `replicate` words `--config` and `--postgres-url` for
+/// itself.
+#[derive(Debug, Default, Args)]
+pub struct RegionArgs {
     /// The settings file (TOML); flags and env vars override it.
     #[arg(long, env = "TANDEM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The region's name [default: local].
     #[arg(long, env = "TANDEM_REGION", value_name = "NAME")]
     pub region: Option<String>,
-    /// gRPC listen address [default: 127.0.0.1:7233; port 0 picks a free port].
-    #[arg(long, env = "TANDEM_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
     /// PostgreSQL URL (postgres://user@host:port/db).
     #[arg(long, env = "TANDEM_POSTGRES_URL", value_name = "URL")]
     pub postgres_url: Option<String>,
     /// PostgreSQL connections in the pool [default: 16].
     #[arg(long, env = "TANDEM_POSTGRES_POOL_SIZE", value_name = "N")]
     pub pool_size: Option<usize>,
+}
+
+/// Flags of `tandem serve` (each also read from its `TANDEM_*` env var).
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// The settings file, the region and its store.
+    #[command(flatten)]
+    pub common: RegionArgs,
+    /// gRPC listen address [default: 127.0.0.1:7233; port 0 picks a free port].
+    #[arg(long, env = "TANDEM_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Shell attempts at once, per run [default: 64].
     #[arg(long, env = "TANDEM_PARALLELISM", value_name = "N")]
     pub parallelism: Option<usize>,
@@ -242,7 +255,7 @@ fn read_file(path: &Path) -> Result<FileConfig, Failure> {
 /// Merges `args` over the file they name (if any) over the defaults. `state_dir` is the global
 /// `--state-dir` / `TANDEM_STATE_DIR` (shell attempts' logs and working directory).
 pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Failure> {
-    let (file, origin) = match &args.config {
+    let (file, origin) = match &args.common.config {
         Some(path) => (read_file(path)?, path.display().to_string()),
         None => (FileConfig::default(), "settings".to_string()),
     };
@@ -256,13 +269,17 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7233))),
     };
-    let postgres_url = args.postgres_url.or(file.postgres.url).ok_or_else(|| {
+    let postgres_url = args.common.postgres_url.or(file.postgres.url).ok_or_else(|| {
         Failure::invalid(format!(
             "{origin}: no PostgreSQL URL: set `postgres.url` in the file, TANDEM_POSTGRES_URL or --postgres-url"
         ))
     })?;
     let state_dir = state_dir.to_path_buf();
-    let pool_size = args.pool_size.or(file.postgres.pool_size).unwrap_or(16);
+    let pool_size = args
+        .common
+        .pool_size
+        .or(file.postgres.pool_size)
+        .unwrap_or(16);
     if pool_size == 0 {
         return Err(Failure::invalid(format!(
             "{origin}: `postgres.pool_size`: expected at least 1, found 0"
@@ -305,6 +322,7 @@ pub fn settings(args: ServeArgs, state_dir: &Path) -> Result<ServeSettings, Fail
         )));
     }
     let region = args
+        .common
         .region
         .or(file.region)
         .unwrap_or_else(|| "local".to_string());
@@ -347,21 +365,9 @@ mod tests {
     use super::*;
 
     fn args(config: Option<PathBuf>) -> ServeArgs {
-        ServeArgs {
-            config,
-            region: None,
-            listen: None,
-            postgres_url: None,
-            pool_size: None,
-            parallelism: None,
-            kill_grace: None,
-            otlp_endpoint: None,
-            member_id: None,
-            advertise: None,
-            etcd_endpoints: None,
-            lease_ttl: None,
-            dr: DrArgs::default(),
-        }
+        let mut args = ServeArgs::default();
+        args.common.config = config;
+        args
     }
 
     #[test]
@@ -374,7 +380,7 @@ mod tests {
         )
         .unwrap();
         let mut flags = args(Some(path.clone()));
-        flags.region = Some("us-east".into());
+        flags.common.region = Some("us-east".into());
         let merged = settings(flags, Path::new(".tandem")).unwrap();
         assert_eq!(merged.region, "us-east");
         assert_eq!(merged.listen, "127.0.0.1:9000".parse().unwrap());
@@ -515,7 +521,7 @@ mod tests {
     #[test]
     fn lease_ttl_must_be_whole_seconds_of_at_least_two() {
         let mut flags = args(None);
-        flags.postgres_url = Some("postgres://a@b/c".into());
+        flags.common.postgres_url = Some("postgres://a@b/c".into());
         flags.lease_ttl = Some(Duration::from_millis(1500));
         let failure = settings(flags, Path::new(".")).unwrap_err();
         assert!(

@@ -1,0 +1,26 @@
+//! The region's PostgreSQL store, connected as [`super::ServeSettings`] say: shared by
+//! `tandem serve` and `tandem replicate`.
+
+use tandem_engine::store::postgres::{PostgresConfig, PostgresStore};
+
+use super::{Failure, ServeSettings};
+
+/// Connects to the region's store at `settings.postgres_url` with the settings' pool size,
+/// connect timeout and retry window, applying schema migrations. The connections are named
+/// `tandem-<program>-<region>` in `pg_stat_activity` (`program`: `serve`, `replicate`).
+///
+/// Errors: the store's connect error as a [`Failure`] (exit 3: unreachable server, refused
+/// authentication, missing database, failed migration, schema newer than this build).
+pub async fn connect_store(
+    settings: &ServeSettings,
+    program: &str,
+) -> Result<PostgresStore, Failure> {
+    let mut postgres = PostgresConfig::new(settings.postgres_url.clone());
+    postgres.pool_size = settings.pool_size;
+    postgres.connect_timeout = settings.connect_timeout;
+    postgres.retry_for = settings.retry_for;
+    postgres.application_name = format!("tandem-{program}-{}", settings.region);
+    PostgresStore::connect(postgres)
+        .await
+        .map_err(Failure::from)
+}
