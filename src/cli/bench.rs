@@ -13,9 +13,11 @@
 //! The `serve-*` workloads measure the region service instead: a real `tandem serve` process
 //! over a private PostgreSQL, driven through the SDK; their method is in [`service`], and that
 //! of `serve-failover` (kill -9 of the leader of three replicas) in [`failover`]. They run
-//! only when named with `--workload`.
+//! only when named with `--workload`, as do the `dr-*` workloads (cross-region replication
+//! lag and DR drills on a two-region `deploy/local/` deployment; method in [`dr`]).
 
 mod commit;
+mod dr;
 mod failover;
 mod process;
 mod service;
@@ -38,6 +40,7 @@ use tandem_engine::store::sqlite::SqliteStore;
 use tokio::sync::{mpsc, watch};
 
 use super::{Failure, OutputFormat, exit, runtime};
+use dr::{DrResult, DrWorkload};
 use failover::FailoverResult;
 use service::{ServiceResult, ServiceRun, ServiceWorkload};
 
@@ -85,6 +88,14 @@ pub enum Workload {
     /// leader's first dispatch, over max(--repeat, 10) failovers.
     #[value(name = "serve-failover")]
     ServeFailover,
+    /// Two regions (deploy/local): replication lag p50/p99/max while the active region runs
+    /// 50 fanout-1k runs at once.
+    #[value(name = "dr-lag")]
+    DrLag,
+    /// Two regions (deploy/local): RTO and RPO of `tandem dr drill --fault kill-region`, a
+    /// fresh deployment per drill.
+    #[value(name = "dr-drill")]
+    DrDrill,
 }
 
 impl Workload {
@@ -113,12 +124,22 @@ impl Workload {
             | Workload::ServeConcurrent50
             | Workload::ServeFanout1kHa => self.service().map_or("", ServiceWorkload::name),
             Workload::ServeFailover => failover::NAME,
+            Workload::DrLag | Workload::DrDrill => self.dr().map_or("", DrWorkload::name),
         }
     }
 
     /// Whether this is a `serve-*` workload (run in the bench process against `tandem serve`).
     fn is_served(self) -> bool {
-        self.service().is_some() || self == Workload::ServeFailover
+        self.service().is_some() || self == Workload::ServeFailover || self.dr().is_some()
+    }
+
+    /// The `dr-*` workload this is, if it is one.
+    fn dr(self) -> Option<DrWorkload> {
+        match self {
+            Workload::DrLag => Some(DrWorkload::Lag),
+            Workload::DrDrill => Some(DrWorkload::Drill),
+            _ => None,
+        }
     }
 
     /// The service workload this is, if it is one (`serve-*`).
@@ -148,7 +169,9 @@ impl Workload {
             | Workload::ServeChain200
             | Workload::ServeConcurrent50
             | Workload::ServeFanout1kHa
-            | Workload::ServeFailover => None,
+            | Workload::ServeFailover
+            | Workload::DrLag
+            | Workload::DrDrill => None,
         }
     }
 
@@ -170,6 +193,11 @@ impl Workload {
                 .map(ServiceWorkload::source)
                 .unwrap_or_default(),
             Workload::ServeFailover => failover::source(),
+            Workload::DrLag => dr::lag::source(),
+            Workload::DrDrill => {
+                tandem_dr::drill::canary::canary_source(tandem_dr::drill::DEFAULT_CANARY_TASKS)
+                    .unwrap_or_default()
+            }
         }
     }
 }
@@ -282,6 +310,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         results.push((workload, samples));
     }
     let failover_asked = served.contains(&Workload::ServeFailover);
+    let dr_asked: Vec<DrWorkload> = served.iter().filter_map(|workload| workload.dr()).collect();
     let served: Vec<ServiceWorkload> = served.into_iter().filter_map(Workload::service).collect();
     let ServiceRun {
         results: service_results,
@@ -294,12 +323,18 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
     } else {
         service::run_all(&exe, &served, failover_asked, args.repeat, &dir)?
     };
+    let dr_results = if dr_asked.is_empty() {
+        Vec::new()
+    } else {
+        dr::run_all(&exe, &dr_asked, args.repeat, &dir)?
+    };
     let mut missed = service_results
         .iter()
         .any(|result| result.verdict() == Some(false))
         || failover_result
             .as_ref()
-            .is_some_and(|result| !result.verdict());
+            .is_some_and(|result| !result.verdict())
+        || dr_results.iter().any(|result| !result.verdict());
     match args.output {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = results
@@ -315,6 +350,7 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
                 })
                 .chain(service_results.iter().map(ServiceResult::json))
                 .chain(failover_result.iter().map(FailoverResult::json))
+                .chain(dr_results.iter().map(DrResult::json))
                 .collect();
             println!(
                 "{}",
@@ -398,6 +434,18 @@ pub fn bench(args: BenchArgs) -> Result<u8, Failure> {
         );
         for problem in &result.audit.problems {
             println!("audit: {problem}");
+        }
+    }
+    if args.output == OutputFormat::Table {
+        for (index, result) in dr_results.iter().enumerate() {
+            if index > 0
+                || !results.is_empty()
+                || !service_results.is_empty()
+                || failover_result.is_some()
+            {
+                println!();
+            }
+            println!("{}", result.text());
         }
     }
     Ok(if missed { exit::FAILED } else { exit::OK })

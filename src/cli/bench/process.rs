@@ -349,7 +349,7 @@ pub fn vm_hwm_kib(status: &str) -> Option<u64> {
 
 /// Removes every `TANDEM_*` variable but `TANDEM_LOG` from `command`'s environment, and asks
 /// for logs without colour codes (they go to a file).
-fn scrub_environment(command: &mut Command) {
+pub(super) fn scrub_environment(command: &mut Command) {
     command.env("NO_COLOR", "1");
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
@@ -415,7 +415,7 @@ fn stop_now(child: &mut Child) {
 }
 
 /// The last few KB of a log file (or why it cannot be read).
-fn log_tail(path: &Path) -> String {
+pub(super) fn log_tail(path: &Path) -> String {
     use std::io::{Seek, SeekFrom};
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,

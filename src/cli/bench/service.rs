@@ -670,7 +670,7 @@ async fn sample(
 
 /// Starts a run and waits until it finished; it must have succeeded with `tasks` tasks, all
 /// succeeded. Returns it with the time from `since` to the `StartRun` reply.
-async fn start_and_wait(
+pub(super) async fn start_and_wait(
     client: &Client,
     start: StartRun,
     tasks: u32,
