@@ -5,8 +5,8 @@
 //!
 //! Every test reads both regions' PostgreSQL tables directly and compares them, besides what
 //! the SDK, `tandem dr` and the drill's JSON report say. The tests run one at a time (a
-//! deployment is ten processes and a 2-core machine runs one well); the file takes about
-//! four minutes.
+//! deployment is about twenty processes and a 2-core machine runs one well); the file takes
+//! two to three minutes.
 
 mod common;
 #[path = "dr/db.rs"]
@@ -33,7 +33,7 @@ const RUNS_PER_CLIENT: usize = 10;
 /// Canary runs of each drill (the drill's default).
 const CANARIES: usize = 3;
 /// A workflow of one quick task (runs started outside the drills).
-const AFTER_FAILBACK: &str = "name: after-failback\ntasks:\n  hello: { run: echo back home }\n";
+const QUICK: &str = "name: dr-quick\ntasks:\n  hello: { run: echo back home }\n";
 /// The steps of a live drill without `--failback`.
 const LIVE_STEPS: [&str; 6] = [
     "preflight",
@@ -387,7 +387,7 @@ fn losing_the_active_region_in_sync_mode_loses_no_acknowledged_checkpoint() {
         let active = deployment.client(ACTIVE);
         let standby_db = Db::connect(&deployment.postgres_url(STANDBY)).await;
         let registered = active
-            .register_workflow(AFTER_FAILBACK, "quick.yaml")
+            .register_workflow(QUICK, "dr-quick.yaml")
             .await
             .expect("register a workflow");
         let mut quick = Vec::new();
@@ -689,7 +689,7 @@ async fn failback(deployment: &Deployment) {
 
     // eu-west schedules again; us-east refuses, naming it.
     let registered = original_client
-        .register_workflow(AFTER_FAILBACK, "after-failback.yaml")
+        .register_workflow(QUICK, "dr-quick.yaml")
         .await
         .expect("the original region registers workflows again");
     let started = original_client
