@@ -5,51 +5,66 @@
 //! --replicas 2 --mode async --regions eu-west,us-east`: EXE is this very binary, DIR a fresh
 //! directory under `--dir`, B the first of 200 ports that are all free on 127.0.0.1. Each
 //! region has its own etcd, PostgreSQL 15 (`fsync=on`, `synchronous_commit=on`), two `tandem
-//! serve` replicas and `tandem replicate`, with their defaults; eu-west is active, us-east its
-//! standby, async replication. `down.sh` stops and removes it at the end (also when the bench
-//! fails). Everything runs on this one machine and shares its cores (2 on the reference
-//! machines) and its disk.
+//! serve` replicas (pool of 16 connections each) and `tandem replicate`, with the settings
+//! `up.sh` writes; eu-west is active, us-east its standby, async replication; every address
+//! another region or a client uses goes through a `socat` forwarder. `down.sh` stops and
+//! removes it at the end (also when the bench fails). Everything runs on this one machine and
+//! shares its cores (2 on the reference machines) and its disk with whatever else runs there:
+//! BACKGROUND says how busy the machine was.
 //!
-//! `dr-lag` ([`lag`]): one deployment. The fanout-1k DAG (one root, 1,000 empty tasks that
+//! `dr-lag` ([`lag`]): one deployment. First both databases are set to record commit times
+//! (`ALTER SYSTEM SET track_commit_timestamp = on`, then `region.sh stop` and `start` of each
+//! region, which that setting needs). The fanout-1k DAG (one root, 1,000 empty tasks that
 //! need it, one join: 1,002 task instances; empty tasks run in the server, as in
-//! `serve-fanout-1k`) is registered on eu-west through the SDK, then one warm-up sample and
-//! `--repeat` measured ones, one after the other. A sample:
-//! 1. reads eu-west's last log position (`log_head.last`, from its PostgreSQL);
-//! 2. starts 50 runs at once on eu-west (50 concurrent `StartRun` + `WatchRun` on one HTTP/2
+//! `serve-fanout-1k`) is registered on eu-west through the SDK, then one warm-up sample of
+//! 50 runs, then `--repeat` times a sample of 50 runs followed by a reference sample of one
+//! run (the lag without a backlog). A sample:
+//! 1. measures how busy the machine is for 1 s (`/proc/stat`, the deployment idle:
+//!    BACKGROUND, in cores);
+//! 2. reads eu-west's last log position (`log_head.last`, from its PostgreSQL);
+//! 3. starts the runs at once on eu-west (concurrent `StartRun` + `WatchRun` on one HTTP/2
 //!    connection) and waits until every one finished `succeeded` with every task succeeded;
-//! 3. reads eu-west's last position again: the load window is the positions between the two
-//!    reads (every checkpoint of the 50 runs; nothing else writes meanwhile);
-//! 4. waits until us-east's `region_state.applied_position` reaches the window's end (read
-//!    every 10 ms; the wait is the CATCH-UP column);
-//! 5. reads from us-east's PostgreSQL (`postgres_url` of the topology) every checkpoint of
-//!    the window, which must all be there, in order, each with a `replicated_at`.
+//! 4. reads eu-west's last position again: the load window is the positions between the two
+//!    reads (every checkpoint of the runs; nothing else writes meanwhile);
+//! 5. waits until us-east's `region_state.applied_position` reaches the window's end (read
+//!    every 10 ms; the wait is CATCH-UP);
+//! 6. reads from us-east's PostgreSQL (`postgres_url` of the topology) every checkpoint of
+//!    the window, which must all be there, in order, each with a `replicated_at`, and the
+//!    commit time of the transaction that wrote each checkpoint in both databases.
 //!
 //! The lag of a checkpoint is `replicated_at - recorded_at` (ms): `recorded_at` is eu-west's
-//! leader's wall clock read right before the append statement that commits it (one round
-//! trip with the commit), `replicated_at` the us-east replicator's wall clock read right
-//! before the transaction that applies the batch holding it. Both are this machine's clock,
-//! so the difference needs no clock synchronisation. It includes: the source's commit (its
-//! fsync), the leader's wake-up on its own commit and its read of the log
-//! (`read_replication`, up to 1,000 checkpoints a read), the push over gRPC through the
-//! forwarders, the replicator's decoding, and the time the batch waits behind the apply of the
-//! batches before it. It does not include the apply transaction's own commit on the standby
-//! (from `replicated_at` to the commit of that batch, which the BATCHES column and the
-//! throughput bound). Figures: p50, p99, max and count per sample and over every checkpoint of
-//! every sample; the target is p99 < 200 ms over all of them. SOURCE RATE is checkpoints per
-//! second of the window as eu-west wrote them (first to last `recorded_at`), THROUGHPUT the
+//! leader's wall clock read when it sends the append statement that commits the checkpoint,
+//! `replicated_at` the us-east replicator's wall clock read right before the transaction that
+//! applies the batch holding it. Both are this machine's clock, so the difference needs no
+//! clock synchronisation. It includes the source's commit (the append statement: its wait for
+//! the log head's row lock, which appends hold until they commit, its inserts and its
+//! commit), the leader's wake-up on its commit and its read of the log (up to 1,000
+//! checkpoints a read), the push over gRPC, the replicator's decoding, and the wait behind
+//! the applies of earlier batches; not the apply transaction itself. Figures: p50, p99, max
+//! and count per sample and over every checkpoint of all samples of a kind; the target is
+//! p99 < 200 ms over all checkpoints of the 50-run samples. SOURCE RATE = checkpoints of the
+//! window per second as eu-west wrote them (first to last `recorded_at`); THROUGHPUT = the
 //! same count over the first `recorded_at` to the last `replicated_at` (what replication
-//! sustained end to end), BATCHES the applies that carried the window (runs of equal
-//! `replicated_at`).
+//! sustained end to end); APPLIED DURING / AFTER LOAD = the standby's pace until the bench saw
+//! the last run finish, and from then on; APPLYING = the share of the load the replicator
+//! spent inside apply transactions (near 100%: the apply is the bottleneck; well under: it
+//! waited for batches).
 //!
-//! `dr-drill` ([`drill`]): `--repeat` drills, each on a fresh deployment: [`tandem_dr::drill::run`]
-//! with `--fault kill-region` and its defaults (3 canary runs of 60 tasks, RPO objective 1 s,
-//! RTO objective 10 s), the same as `tandem dr drill --fault kill-region`. Its RTO is the
-//! fault's start (just before SIGKILL of every process of eu-west) to the first dispatch in
-//! the promoted us-east (the `at` of its first `AttemptStarted`, as us-east reports it);
-//! FAULT TO PROMOTION is the part until us-east was promoted. Its RPO is the history lost:
-//! the commit time of eu-west's last lost checkpoint minus that of its last replicated one,
-//! read from eu-west's unreplicated tail once it came back fenced, and the tail's size in
-//! checkpoints. Targets: in every drill, RTO < 10 s and RPO < 1 s, and the drill passed
+//! The second table splits each lag at the source's commit and follows the apply to the
+//! standby's commit ([`breakdown`], from `pg_xact_commit_timestamp`): SOURCE COMMIT, SHIPPING,
+//! APPLY, and END TO END = `recorded_at` to the standby's commit (the lag plus the apply).
+//!
+//! `dr-drill` ([`drill`]): `--repeat` drills, each on a fresh deployment (without the
+//! commit-time setting): [`tandem_dr::drill::run`] with `--fault kill-region` and its
+//! defaults (3 canary runs of 60 tasks, RPO objective 1 s, RTO objective 10 s), the same as
+//! `tandem dr drill --fault kill-region`. The drill promotes us-east as soon as eu-west is
+//! killed: the time a person or a monitor takes to decide on a failover is not in the
+//! figures. RTO = the fault's start (just before SIGKILL of every process of eu-west) to the
+//! first dispatch in the promoted us-east (the `at` of its first `AttemptStarted`, as us-east
+//! reports it); FAULT TO PROMOTION = the part until us-east was promoted. RPO = the history
+//! lost: the commit time of eu-west's last lost checkpoint minus that of its last replicated
+//! one, read from eu-west's unreplicated tail once it came back fenced, with the tail's size
+//! in checkpoints. Targets: in every drill, RTO < 10 s, RPO < 1 s, and the drill passed
 //! (every canary completed in us-east, no succeeded task ran again).
 //!
 //! Both run only when named with `--workload`.

@@ -84,6 +84,36 @@ impl Breakdown {
     }
 }
 
+/// The share of the time from `from` to `to` (ms since the Unix epoch) that the standby's
+/// replicator spent in apply transactions: each batch (a run of consecutive `rows` with the
+/// same `replicated_at`) is busy from its `replicated_at` to its commit (the latest of
+/// `standby_commits` of its rows). Near 1: the apply is the bottleneck; well under 1: the
+/// replicator waited for batches. `None` when the interval is empty, the lengths differ or a
+/// commit time is missing.
+pub fn apply_busy(
+    rows: &[Replicated],
+    standby_commits: &[Option<i64>],
+    from: i64,
+    to: i64,
+) -> Option<f64> {
+    if to <= from || rows.len() != standby_commits.len() {
+        return None;
+    }
+    let mut busy = 0;
+    let mut index = 0;
+    while index < rows.len() {
+        let start = rows[index].replicated_at;
+        let mut commit = standby_commits[index]?;
+        while index + 1 < rows.len() && rows[index + 1].replicated_at == start {
+            index += 1;
+            commit = commit.max(standby_commits[index]?);
+        }
+        busy += (commit.min(to) - start.max(from)).max(0);
+        index += 1;
+    }
+    Some(busy as f64 / (to - from) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +148,22 @@ mod tests {
         assert_eq!(breakdown.end_to_end.max_ms, 70);
         let pooled = Breakdown::pooled([&breakdown, &breakdown]).unwrap();
         assert_eq!(pooled.end_to_end.count, 4);
+    }
+
+    #[test]
+    fn apply_busy_counts_each_batch_from_its_start_to_its_commit_within_the_interval() {
+        let rows = [
+            row(1, 0, 100),
+            row(2, 0, 100),
+            row(3, 0, 300),
+            row(4, 0, 900),
+        ];
+        let commits = [Some(150), Some(160), Some(320), Some(1_100)];
+        // 100..160, 300..320, 900..1000 of 0..1000.
+        assert_eq!(apply_busy(&rows, &commits, 0, 1_000), Some(0.18));
+        assert_eq!(apply_busy(&rows, &commits, 150, 350), Some(0.15));
+        assert_eq!(apply_busy(&rows, &commits, 10, 10), None);
+        assert_eq!(apply_busy(&rows, &[None; 4], 0, 1_000), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tandem_engine::checkpoint::now_millis;
 use super::super::super::{Failure, runtime};
 use super::super::fan_out;
 use super::super::service::start_and_wait;
-use super::breakdown::Breakdown;
+use super::breakdown::{Breakdown, apply_busy};
 use super::database::Database;
 use super::deployment::{ACTIVE, Deployment, STANDBY};
 use super::lag_report::{LagResult, LagSample, Load};
@@ -203,11 +203,19 @@ async fn sample(
             "expected the {runs} run(s) to write checkpoints after position {before}, found the log at {after}"
         ))
     })?;
+    let standby_commits = standby.commit_times(before, after).await?;
     sample.breakdown = Breakdown::of(
         &rows,
         &active.commit_times(before, after).await?,
-        &standby.commit_times(before, after).await?,
+        &standby_commits,
     );
+    sample.apply_busy_during_load =
+        rows.iter()
+            .map(|row| row.recorded_at)
+            .min()
+            .and_then(|first_recorded| {
+                apply_busy(&rows, &standby_commits, first_recorded, finished_at_ms)
+            });
     Ok(sample)
 }
 

@@ -72,6 +72,10 @@ pub struct LagSample {
     /// Where the lag went (see [`super::breakdown`]); `None` when a database did not record
     /// commit times.
     pub breakdown: Option<Breakdown>,
+    /// The share of the load (first `recorded_at` until the last run was seen finished) the
+    /// replicator spent in apply transactions (see [`super::breakdown::apply_busy`]); `None`
+    /// without commit times.
+    pub apply_busy_during_load: Option<f64>,
     /// The lags, for the statistics over all samples.
     #[serde(skip)]
     pub lags: Vec<i64>,
@@ -118,6 +122,7 @@ impl LagSample {
             applied_after_load_per_s: (after > 0)
                 .then(|| per_second(after, last_replicated - load.finished_at_ms)),
             breakdown: None,
+            apply_busy_during_load: None,
             lags,
         })
     }
@@ -175,6 +180,7 @@ impl LagResult {
             "SOURCE RATE",
             "THROUGHPUT",
             "APPLIED DURING / AFTER LOAD",
+            "APPLYING",
             "CATCH-UP",
             "BACKGROUND",
         ]);
@@ -196,6 +202,7 @@ impl LagResult {
                         .applied_after_load_per_s
                         .map_or("-".to_string(), rate)
                 ),
+                percent(sample.apply_busy_during_load),
                 format!("{:.0} ms", sample.catch_up_ms),
                 format!("{:.2} cores", sample.background_cores),
             ]);
@@ -218,6 +225,15 @@ impl LagResult {
                 spread(|s| s.source_rate_per_s, 0, "/s"),
                 spread(|s| s.throughput_per_s, 0, "/s"),
                 spread(|s| s.applied_during_load_per_s, 0, "/s"),
+                percent(
+                    Spread::of(
+                        &samples
+                            .iter()
+                            .filter_map(|s| s.apply_busy_during_load)
+                            .collect::<Vec<_>>(),
+                    )
+                    .map(|spread| spread.median),
+                ),
                 spread(|s| s.catch_up_ms, 0, " ms"),
                 spread(|s| s.background_cores, 2, ""),
             ]);
@@ -277,6 +293,11 @@ impl LagResult {
             }
         }
     }
+}
+
+/// `0.42` as `42%`, `None` as `-`.
+fn percent(share: Option<f64>) -> String {
+    share.map_or("-".to_string(), |share| format!("{:.0}%", share * 100.0))
 }
 
 /// The lag statistics over every checkpoint of `samples`.
