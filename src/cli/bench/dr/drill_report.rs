@@ -35,10 +35,21 @@ pub struct DrillSample {
     pub rpo_checkpoints: Option<u64>,
     /// How the RPO was measured.
     pub rpo_method: Option<RpoMethod>,
-    /// Each step: name, outcome, duration in ms.
-    pub steps: Vec<(String, Outcome, u64)>,
+    /// Each step of the drill, in order.
+    pub steps: Vec<StepTime>,
     /// `step: detail` of each step that failed.
     pub failures: Vec<String>,
+}
+
+/// How one step of a drill ended and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTime {
+    /// The step (`preflight`, `canary`, `fault`, ...).
+    pub step: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How long it took, ms.
+    pub duration_ms: u64,
 }
 
 impl DrillSample {
@@ -61,12 +72,10 @@ impl DrillSample {
             steps: report
                 .steps
                 .iter()
-                .map(|step| {
-                    (
-                        step.step.as_str().to_string(),
-                        step.outcome,
-                        step.duration_ms,
-                    )
+                .map(|step| StepTime {
+                    step: step.step.as_str().to_string(),
+                    outcome: step.outcome,
+                    duration_ms: step.duration_ms,
                 })
                 .collect(),
             failures: report
@@ -205,6 +214,57 @@ mod tests {
             steps: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_report_gives_its_figures_and_failed_steps() {
+        use tandem_dr::drill::measure::{RpoInput, rpo, rto};
+        use tandem_dr::drill::{DrillMode, Fault, Step, StepReport};
+        let mut report = DrillReport::new("d1", DrillMode::Live, Some(Fault::KillRegion), "t");
+        let step = |step, outcome, duration_ms, detail: &str| StepReport {
+            step,
+            outcome,
+            started_at_ms: 0,
+            duration_ms,
+            detail: detail.to_string(),
+        };
+        report.push(step(Step::Fault, Outcome::Passed, 90, "killed"));
+        report.push(step(
+            Step::Verify,
+            Outcome::Failed,
+            900,
+            "canary 2 lost a task",
+        ));
+        report.rto = Some(rto(
+            10_000,
+            Some(10_080),
+            Some(10_250),
+            None,
+            RtoMethod::FirstDispatchCheckpoint,
+        ));
+        report.rpo = Some(rpo(RpoInput {
+            fault_done_at_ms: 10_050,
+            fork_position: Some(7),
+            tail: None,
+            tail_runs: &[],
+            log_times: None,
+            standby_applied_recorded_at_ms: None,
+            sync_held: false,
+        }));
+        let report = report.finish(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(10),
+        );
+        let sample = DrillSample::of(&report);
+        assert!(!sample.passed, "a step failed");
+        assert_eq!(sample.rto_ms, Some(250));
+        assert_eq!(sample.fault_to_promotion_ms, Some(80));
+        assert_eq!(sample.rpo_ms, Some(0));
+        assert_eq!(sample.rpo_checkpoints, Some(0));
+        assert_eq!(sample.steps.len(), 2);
+        assert_eq!(sample.steps[1].duration_ms, 900);
+        assert_eq!(sample.failures, vec!["verify: canary 2 lost a task"]);
+        assert!(!sample.verdict());
     }
 
     #[test]
