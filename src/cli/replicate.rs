@@ -70,7 +70,7 @@ pub fn replicate(state_dir: &Path, args: ReplicateArgs) -> Result<u8, Failure> {
             settings.otlp_endpoint.as_deref(),
             &settings.service_name,
         )?;
-        let store = connect_store(&settings, "replicate").await?;
+        let store = connect_store(&settings, "replicate", settings.pool_size).await?;
         let state = store
             .init_region(&settings.region, dr.role, &dr.active_region)
             .await

@@ -17,6 +17,10 @@ use super::serve_config::{ServeArgs, connect_store, settings};
 use super::shutdown::shutdown_signal;
 use super::{Failure, exit, runtime, telemetry};
 
+/// Connections of the second pool a DR region's replica opens for replication and DR calls
+/// (one per streaming standby, the role watch, status calls).
+const DR_POOL_SIZE: usize = 4;
+
 /// `tandem serve`: connects to PostgreSQL (applying schema migrations), prints `listening on
 /// ADDR` on stdout, and serves until SIGINT or SIGTERM. Without etcd it leads alone and
 /// resumes the runs a previous process left before listening; with `etcd.endpoints` it joins
@@ -42,7 +46,7 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
                 settings.state_dir.display()
             ))
         })?;
-        let store = connect_store(&settings, "serve").await?;
+        let store = connect_store(&settings, "serve", settings.pool_size).await?;
         let fence = LeaderFence::new(0);
         let store = Arc::new(store.fenced(fence.clone()));
         if let Some(dr) = &settings.dr {
@@ -81,6 +85,17 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
         config.etcd_endpoints = settings.etcd_endpoints.clone();
         config.etcd_timeout = settings.etcd_connect_timeout;
         config.dr = settings.dr.clone();
+        // The replication streams, the role watch and the DR calls get their own small pool
+        // of connections (same fence): under load every connection of the main pool can be
+        // queued on the log head behind appends, and shipping the log must not wait behind
+        // the writes it ships (measured with `tandem bench -w dr-lag`).
+        let replication = match &settings.dr {
+            Some(_) => {
+                let own = connect_store(&settings, "serve-dr", DR_POOL_SIZE).await?;
+                Some(Arc::new(own.fenced(fence.clone())) as Arc<dyn ReplicationStore>)
+            }
+            None => None,
+        };
         let election = (!settings.etcd_endpoints.is_empty()).then(|| {
             let mut election = ElectionConfig::new(
                 settings.etcd_endpoints.clone(),
@@ -99,10 +114,7 @@ pub fn serve(state_dir: &Path, args: ServeArgs) -> Result<u8, Failure> {
                 fence,
                 queues: TaskQueues::new(RemoteConfig::default()),
                 election,
-                replication: settings
-                    .dr
-                    .is_some()
-                    .then(|| store.clone() as Arc<dyn ReplicationStore>),
+                replication,
             },
         );
         let opened = region.open().await.map_err(|error| match error {

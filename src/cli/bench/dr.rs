@@ -5,7 +5,8 @@
 //! --replicas 2 --mode async --regions eu-west,us-east`: EXE is this very binary, DIR a fresh
 //! directory under `--dir`, B the first of 200 ports that are all free on 127.0.0.1. Each
 //! region has its own etcd, PostgreSQL 15 (`fsync=on`, `synchronous_commit=on`), two `tandem
-//! serve` replicas (pool of 16 connections each) and `tandem replicate`, with the settings
+//! serve` replicas (a pool of 16 connections each for the engine, and one of 4 for the
+//! replication streams and DR calls) and `tandem replicate`, with the settings
 //! `up.sh` writes; eu-west is active, us-east its standby, async replication; every address
 //! another region or a client uses goes through a `socat` forwarder. `down.sh` stops and
 //! removes it at the end (also when the bench fails). Everything runs on this one machine and
