@@ -39,7 +39,7 @@
 //! applies the batch holding it. Both are this machine's clock, so the difference needs no
 //! clock synchronisation. It includes the source's commit (the append statement: its wait for
 //! the log head's row lock, which appends hold until they commit, its inserts and its
-//! commit), the leader's wake-up on its commit and its read of the log (up to 1,000
+//! commit), the leader's wake-up on its commit and its read of the log (up to 5,000
 //! checkpoints a read), the push over gRPC, the replicator's decoding, and the wait behind
 //! the applies of earlier batches; not the apply transaction itself. Figures: p50, p99, max
 //! and count per sample and over every checkpoint of all samples of a kind; the target is

@@ -37,8 +37,11 @@ use crate::service::region::Region;
 use crate::store::StoreError;
 use crate::store::replication::ReplicationStore;
 
-/// Checkpoints per read when the standby does not say (`max_batch` 0).
-pub const DEFAULT_MAX_BATCH: usize = 1000;
+/// Checkpoints per read when the standby does not say (`max_batch` 0). Larger batches
+/// amortize the standby's per-transaction cost: under 50 concurrent fanout-1k runs,
+/// `tandem bench -w dr-lag` measured lag p99 2.9 s with 1,000 and 1.5 s with 5,000 (batches
+/// are still cut at about 3 MiB of text).
+pub const DEFAULT_MAX_BATCH: usize = 5000;
 
 /// Most checkpoints per read whatever the standby asks.
 pub const MAX_BATCH: usize = 10_000;
