@@ -40,38 +40,10 @@ pub(super) async fn put_workflow(
             .map_err(failed)?;
         client.query_one(&lock, &[]).await.map_err(failed)?;
     }
-    let insert = client
-        .prepare_cached(&format!(
-            "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (name, version) DO NOTHING RETURNING 1"
-        ))
-        .await
-        .map_err(failed)?;
-    let inserted = client
-        .query_opt(
-            &insert,
-            &[
-                &workflow.name,
-                &workflow.version,
-                &workflow.source,
-                &workflow.file_name,
-                &workflow.registered_at,
-            ],
-        )
-        .await
-        .map_err(failed)?;
-    if inserted.is_some() {
+    let Some(source) = insert_workflow(&client, workflow).await.map_err(failed)? else {
         client.commit().await.map_err(failed)?;
         return Ok(true);
-    }
-    let source: String = client
-        .query_one(
-            "SELECT source FROM workflows WHERE name = $1 AND version = $2",
-            &[&workflow.name, &workflow.version],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(failed)?;
+    };
     if source == workflow.source {
         // Keeps the leader epoch the check raised.
         client.commit().await.map_err(failed)?;
@@ -82,6 +54,44 @@ pub(super) async fn put_workflow(
             workflow_text_conflict(workflow),
         )))
     }
+}
+
+/// Inserts `workflow` in `transaction` under the next registration number unless (name,
+/// version) is stored already: `None` when it was inserted, else the stored text (which the
+/// caller compares with `workflow.source`: a version is the hash of its text). Used by
+/// registrations and by the apply of replicated batches.
+pub(super) async fn insert_workflow(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    workflow: &StoredWorkflow,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let insert = transaction
+        .prepare_cached(&format!(
+            "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name, version) DO NOTHING RETURNING 1"
+        ))
+        .await?;
+    let inserted = transaction
+        .query_opt(
+            &insert,
+            &[
+                &workflow.name,
+                &workflow.version,
+                &workflow.source,
+                &workflow.file_name,
+                &workflow.registered_at,
+            ],
+        )
+        .await?;
+    if inserted.is_some() {
+        return Ok(None);
+    }
+    let row = transaction
+        .query_one(
+            "SELECT source FROM workflows WHERE name = $1 AND version = $2",
+            &[&workflow.name, &workflow.version],
+        )
+        .await?;
+    Ok(Some(row.try_get(0)?))
 }
 
 /// See [`crate::store::CheckpointStore::get_workflow`]: the latest is the one registered last.

@@ -11,6 +11,7 @@ use super::insert::insert_rows;
 use super::{Head, not_standby, read_head, stale_region_epoch};
 use crate::checkpoint::UnixMillis;
 use crate::store::postgres::Context;
+use crate::store::postgres::catalog::insert_workflow;
 use crate::store::postgres::error::{corrupt, pg};
 use crate::store::postgres::retry::Failure;
 use crate::store::replication::{RegionRole, RegionState};
@@ -167,37 +168,12 @@ async fn put_workflow(
 ) -> Result<(), Failure> {
     let doing = "registering a replicated workflow";
     let failed = |error| write_failure(context, doing, error);
-    let insert = transaction
-        .prepare_cached(
-            "INSERT INTO workflows (name, version, source, file_name, registered_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version) DO NOTHING RETURNING 1",
-        )
+    let Some(source) = insert_workflow(transaction, workflow)
         .await
-        .map_err(failed)?;
-    let inserted = transaction
-        .query_opt(
-            &insert,
-            &[
-                &workflow.name,
-                &workflow.version,
-                &workflow.source,
-                &workflow.file_name,
-                &workflow.registered_at,
-            ],
-        )
-        .await
-        .map_err(failed)?;
-    if inserted.is_some() {
+        .map_err(failed)?
+    else {
         return Ok(());
-    }
-    let source: String = transaction
-        .query_one(
-            "SELECT source FROM workflows WHERE name = $1 AND version = $2",
-            &[&workflow.name, &workflow.version],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-        .map_err(failed)?;
+    };
     if source == workflow.source {
         Ok(())
     } else {
