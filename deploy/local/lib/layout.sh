@@ -36,41 +36,28 @@ port_postgres() { echo $(($(region_base "$1") + 30)); }
 # Region $1's way out to replica $3 of region $2.
 port_out() { echo $(($(region_base "$1") + 40 + 10 * $2 + $3)); }
 
-# Comma-separated URLs of region $2's replicas as region $1 reaches them (its out forwarders).
-peer_urls() {
-    local from="$1" to="$2" i urls=()
+# Comma-separated URLs `http://127.0.0.1:PORT` of replicas 1..REPLICAS, where PORT is what
+# the port function $1 prints given the remaining arguments and the replica's number.
+replica_urls() {
+    local port_of="$1" i urls=()
+    shift
     for ((i = 1; i <= REPLICAS; i++)); do
-        urls+=("http://127.0.0.1:$(port_out "$from" "$to" "$i")")
+        urls+=("http://127.0.0.1:$("$port_of" "$@" "$i")")
     done
     (
         IFS=,
         echo "${urls[*]}"
     )
 }
+
+# Comma-separated URLs of region $2's replicas as region $1 reaches them (its out forwarders).
+peer_urls() { replica_urls port_out "$1" "$2"; }
 
 # Comma-separated URLs of region $1's replicas' own listen addresses (health checks only).
-listen_urls() {
-    local r="$1" i urls=()
-    for ((i = 1; i <= REPLICAS; i++)); do
-        urls+=("http://127.0.0.1:$(port_listen "$r" "$i")")
-    done
-    (
-        IFS=,
-        echo "${urls[*]}"
-    )
-}
+listen_urls() { replica_urls port_listen "$1"; }
 
 # Comma-separated public URLs of region $1's replicas (what clients use).
-public_urls() {
-    local r="$1" i urls=()
-    for ((i = 1; i <= REPLICAS; i++)); do
-        urls+=("http://127.0.0.1:$(port_public "$r" "$i")")
-    done
-    (
-        IFS=,
-        echo "${urls[*]}"
-    )
-}
+public_urls() { replica_urls port_public "$1"; }
 
 # Prints "port<TAB>what" for every port of the deployment.
 all_ports() {
