@@ -193,9 +193,7 @@ impl Region {
                 Err(RunnerError::Store(StoreError::Fenced { .. })) => {
                     tracing::warn!(%run_id, "run taken over by another owner; this process stops driving it");
                 }
-                Err(RunnerError::Store(
-                    error @ (StoreError::Superseded { .. } | StoreError::NotActive { .. }),
-                )) => {
+                Err(RunnerError::Store(error)) if error.ends_leadership() => {
                     region.superseded(term, &error);
                 }
                 Err(error) => {
@@ -242,9 +240,7 @@ impl Region {
                     Err(RunnerError::Store(StoreError::Backend { .. })) => {
                         delay = (delay * 2).min(MAX_RESUME_DELAY);
                     }
-                    Err(RunnerError::Store(
-                        error @ (StoreError::Superseded { .. } | StoreError::NotActive { .. }),
-                    )) => {
+                    Err(RunnerError::Store(error)) if error.ends_leadership() => {
                         region.superseded(term, &error);
                         return;
                     }

@@ -298,8 +298,7 @@ impl Region {
                 },
             ) => {
                 self.superseded(term, store);
-                let role = RegionRole::parse(role).unwrap_or(RegionRole::Standby);
-                self.region_not_active(role, active_region.clone())
+                self.region_not_active(*role, active_region.clone())
             }
             _ => error,
         }
@@ -328,7 +327,7 @@ impl Region {
             } => {
                 tracing::error!(region = %self.name(), %error, "the store refused a write: the region is not active any more; stopping every run driver");
                 let state = RegionState {
-                    role: RegionRole::parse(role).unwrap_or(RegionRole::Standby),
+                    role: *role,
                     active_region: active_region.clone(),
                     ..self
                         .region_state()
@@ -547,7 +546,7 @@ impl Region {
                     }
                     return;
                 }
-                Err(error @ (StoreError::Superseded { .. } | StoreError::NotActive { .. })) => {
+                Err(error) if error.ends_leadership() => {
                     self.superseded(term, &error);
                     return;
                 }

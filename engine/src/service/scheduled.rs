@@ -14,7 +14,7 @@ use tandem_dsl::WorkflowSpec;
 use super::region::Region;
 use crate::checkpoint::{RunId, UnixMillis};
 use crate::schedule::{self, ScheduleError, ScheduleTarget};
-use crate::store::{CreateOutcome, StoreError, StoredWorkflow};
+use crate::store::{CreateOutcome, StoredWorkflow};
 
 /// Starts the runs of schedule ticks for one leading term of a [`Region`].
 pub(super) struct ScheduledStarts {
@@ -54,7 +54,7 @@ impl ScheduleTarget for ScheduledStarts {
                 Ok(CreateOutcome::Created(epoch))
             }
             Ok(existing) => Ok(existing),
-            Err(error @ (StoreError::Superseded { .. } | StoreError::NotActive { .. })) => {
+            Err(error) if error.ends_leadership() => {
                 region.superseded(self.term, &error);
                 Err(ScheduleError::Store(error))
             }

@@ -280,8 +280,8 @@ pub enum StoreError {
     NotActive {
         /// This store's region.
         region: String,
-        /// Its role (`standby` or `fenced`).
-        role: String,
+        /// Its role (`Standby` or `Fenced`).
+        role: replication::RegionRole,
         /// The region it knows as active.
         active_region: String,
         /// The store.
@@ -363,6 +363,19 @@ pub struct RoleRefusal {
     pub expected: String,
     /// The store.
     pub location: String,
+}
+
+impl StoreError {
+    /// Whether this refusal ends the writer's leadership: [`StoreError::Superseded`] (another
+    /// replica leads the region) or [`StoreError::NotActive`] (the region is not active any
+    /// more). Every path of a leader that meets one stops leading
+    /// (`service::replica`'s `superseded`).
+    pub fn ends_leadership(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Superseded { .. } | StoreError::NotActive { .. }
+        )
+    }
 }
 
 /// The detail of the [`StoreError::InvalidAppend`] for a (name, version) registered before

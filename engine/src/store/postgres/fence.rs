@@ -157,7 +157,7 @@ pub(super) async fn region_refusal(
     if head.role != RegionRole::Active {
         return Ok(Some(StoreError::NotActive {
             region: head.region,
-            role: head.role.to_string(),
+            role: head.role,
             active_region: head.active_region,
             location: context.location.clone(),
         }));
